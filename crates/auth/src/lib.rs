@@ -1,0 +1,1 @@
+//! ferrymq-auth (under construction)

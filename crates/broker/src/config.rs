@@ -1,0 +1,74 @@
+//! The broker's settings, already validated and resolved (the server crate turns the config
+//! file, flags and environment into this). Defaults here are the documented defaults of
+//! `ferrymq.example.toml`.
+
+use std::time::Duration;
+
+use ferrymq_codec::QoS;
+
+/// Bounds that protect the broker from one client. Each has a metric when it bites.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    pub max_packet_size: u32,
+    pub max_connect_packet_size: u32,
+    pub max_inflight: u16,
+    pub max_queued_messages: usize,
+    pub max_queued_bytes: usize,
+    pub max_topic_length: usize,
+    pub max_topic_levels: usize,
+    pub max_client_id_length: usize,
+    pub max_subscriptions_per_session: usize,
+    pub max_connections: usize,
+    pub topic_alias_maximum: u16,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_packet_size: 1024 * 1024,
+            max_connect_packet_size: 64 * 1024,
+            max_inflight: 128,
+            max_queued_messages: 1000,
+            max_queued_bytes: 16 * 1024 * 1024,
+            max_topic_length: 4096,
+            max_topic_levels: 128,
+            max_client_id_length: 256,
+            max_subscriptions_per_session: 1000,
+            max_connections: 100_000,
+            topic_alias_maximum: 64,
+        }
+    }
+}
+
+/// Protocol behaviour that operators may tune.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MqttSettings {
+    pub connect_timeout: Duration,
+    pub keep_alive_grace: f32,
+    /// v5 Server Keep Alive; `None` keeps the client's value.
+    pub server_keep_alive: Option<u16>,
+    pub max_session_expiry: u32,
+    pub retain_available: bool,
+    pub shared_subscriptions_available: bool,
+    pub maximum_qos: QoS,
+}
+
+impl Default for MqttSettings {
+    fn default() -> Self {
+        MqttSettings {
+            connect_timeout: Duration::from_secs(10),
+            keep_alive_grace: 1.5,
+            server_keep_alive: None,
+            max_session_expiry: 7 * 24 * 3600,
+            retain_available: true,
+            shared_subscriptions_available: true,
+            maximum_qos: QoS::ExactlyOnce,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct BrokerConfig {
+    pub limits: Limits,
+    pub mqtt: MqttSettings,
+}

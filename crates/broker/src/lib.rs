@@ -1,0 +1,3 @@
+//! ferrymq-broker
+
+pub mod config;

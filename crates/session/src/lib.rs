@@ -1,0 +1,1 @@
+//! ferrymq-session (under construction)

@@ -1,0 +1,1 @@
+//! ferrymq-store (under construction)

@@ -1,0 +1,1 @@
+//! ferrymq-testkit (under construction)

@@ -1,0 +1,1 @@
+//! ferrymq-topic (under construction)

@@ -1,0 +1,1 @@
+//! ferrymq-transport (under construction)
