@@ -1,1 +1,58 @@
-fn main() {}
+//! `ferrymq`: parse the command line, resolve settings, start logging, run the broker.
+//! Everything of substance lives in the library half (`lib.rs`).
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use ferrymq::cli::{Cli, Command, ServeArgs};
+use ferrymq::{app, logging};
+
+// mimalloc: lower fragmentation and faster small allocations than glibc malloc under many
+// threads allocating and freeing message buffers.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match Cli::command_from_args() {
+        Command::Serve(args) => serve(args).await,
+        Command::CheckConfig(args) => args.run(&mut std::io::stdout(), &mut std::io::stderr()),
+        Command::HashPassword(args) => args.run(
+            &mut std::io::stdin().lock(),
+            &mut std::io::stdout(),
+            &mut std::io::stderr(),
+        ),
+    }
+}
+
+async fn serve(args: ServeArgs) -> ExitCode {
+    let settings = match args.settings() {
+        Ok(settings) => settings,
+        Err(problems) => {
+            let mut err = std::io::stderr();
+            let _ = writeln!(err, "{problems}");
+            let _ = writeln!(err, "ferrymq: error: invalid configuration, not starting");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Err(err) = logging::init(&settings.log_level) {
+        eprintln!("ferrymq: error: {err:#}");
+        return ExitCode::FAILURE;
+    }
+    tracing::info!(
+        config = ?args.config,
+        mqtt_listen = ?settings.mqtt_listen,
+        data_dir = %settings.data_dir.display(),
+        allow_anonymous = settings.auth.allow_anonymous,
+        users = settings.auth.users.len(),
+        "FerryMQ {} starting",
+        env!("CARGO_PKG_VERSION"),
+    );
+    match app::run(settings).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("ferrymq: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,262 @@
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use super::*;
+use crate::config::UserConfig;
+
+// Cheap argon2 parameters (m=8 KiB, t=1) keep these tests fast; verification reads the
+// parameters from the string, so the code path is the production one.
+const ALICE_HASH: &str = "$argon2id$v=19$m=8,t=1,p=1$YWxpY2Utc2VjcmV0LXRlc3Qtc2FsdA$IIIuuumCOhX8LRy0FCvFR5bVXgARKxXPg0rDnQyqDYI";
+const BOB_HASH: &str = "$argon2id$v=19$m=8,t=1,p=1$Ym9iLXNlY3JldC10ZXN0LXNhbHQ$KEUqNLrKKZJ9Le5kuvlIE1ATQFKMZj57xJ5UrjsIy7k";
+
+const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+const REMOTE: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7));
+
+fn alice_and_local_bob(allow_anonymous: bool) -> Authenticator {
+    Authenticator::new(AuthConfig {
+        allow_anonymous,
+        users: vec![
+            UserConfig {
+                name: "alice".into(),
+                password_hash: ALICE_HASH.into(),
+                loopback_only: false,
+            },
+            UserConfig {
+                name: "bob".into(),
+                password_hash: BOB_HASH.into(),
+                loopback_only: true,
+            },
+        ],
+    })
+    .unwrap()
+}
+
+fn identity(name: &str) -> Identity {
+    Identity {
+        username: Arc::from(name),
+        anonymous: false,
+    }
+}
+
+#[test]
+fn authenticator_is_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Authenticator>();
+}
+
+#[test]
+fn anonymous_is_let_in_only_when_allowed() {
+    let open = alice_and_local_bob(true);
+    let anonymous = Identity {
+        username: Arc::from("anonymous"),
+        anonymous: true,
+    };
+    assert_eq!(open.authenticate(None, None, REMOTE), Ok(anonymous.clone()));
+    assert_eq!(
+        open.authenticate(Some(""), None, REMOTE),
+        Ok(anonymous.clone())
+    );
+    // A password without a user name (legal in v5) does not change anything.
+    assert_eq!(
+        open.authenticate(None, Some(b"whatever"), REMOTE),
+        Ok(anonymous)
+    );
+
+    let closed = alice_and_local_bob(false);
+    assert_eq!(
+        closed.authenticate(None, None, LOCAL),
+        Err(AuthFailure::AnonymousNotAllowed)
+    );
+    assert_eq!(
+        closed.authenticate(Some(""), Some(b"x"), LOCAL),
+        Err(AuthFailure::AnonymousNotAllowed)
+    );
+}
+
+#[test]
+fn a_named_client_needs_the_right_password() {
+    for allow_anonymous in [false, true] {
+        let auth = alice_and_local_bob(allow_anonymous);
+        assert_eq!(
+            auth.authenticate(Some("alice"), Some(b"alice-secret"), REMOTE),
+            Ok(identity("alice"))
+        );
+        // Anonymous access being on does not make a wrong password acceptable.
+        for password in [
+            Some(&b"alice-secreT"[..]),
+            Some(b""),
+            Some(b"\xff\xfe"),
+            None,
+        ] {
+            assert_eq!(
+                auth.authenticate(Some("alice"), password, REMOTE),
+                Err(AuthFailure::BadCredentials),
+                "{password:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn unknown_users_are_bad_credentials() {
+    let auth = alice_and_local_bob(true);
+    assert_eq!(
+        auth.authenticate(Some("mallory"), Some(b"alice-secret"), LOCAL),
+        Err(AuthFailure::BadCredentials)
+    );
+    assert_eq!(
+        auth.authenticate(Some("mallory"), None, LOCAL),
+        Err(AuthFailure::BadCredentials)
+    );
+    // Names are case-sensitive, as in MQTT.
+    assert_eq!(
+        auth.authenticate(Some("Alice"), Some(b"alice-secret"), LOCAL),
+        Err(AuthFailure::BadCredentials)
+    );
+}
+
+#[test]
+fn loopback_only_users_connect_from_loopback_only() {
+    let auth = alice_and_local_bob(false);
+    let loopbacks = [
+        IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)),
+        IpAddr::V4(Ipv4Addr::new(127, 200, 3, 4)),
+        IpAddr::V6(Ipv6Addr::LOCALHOST),
+        IpAddr::V6(Ipv4Addr::new(127, 0, 0, 1).to_ipv6_mapped()),
+    ];
+    for peer in loopbacks {
+        assert_eq!(
+            auth.authenticate(Some("bob"), Some(b"bob-secret"), peer),
+            Ok(identity("bob")),
+            "{peer}"
+        );
+    }
+    let remotes = [
+        REMOTE,
+        IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
+        IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        IpAddr::V6(Ipv4Addr::new(10, 0, 0, 1).to_ipv6_mapped()),
+        IpAddr::V6("2001:db8::1".parse().unwrap()),
+    ];
+    for peer in remotes {
+        // The right password from the wrong place looks exactly like a wrong password.
+        assert_eq!(
+            auth.authenticate(Some("bob"), Some(b"bob-secret"), peer),
+            Err(AuthFailure::BadCredentials),
+            "{peer}"
+        );
+    }
+    // A user that is not loopback-only connects from anywhere.
+    assert!(
+        auth.authenticate(Some("alice"), Some(b"alice-secret"), REMOTE)
+            .is_ok()
+    );
+}
+
+#[test]
+fn guest_exists_only_without_configured_users() {
+    let default = Authenticator::new(AuthConfig::default()).unwrap();
+    assert_eq!(
+        default.authenticate(Some("guest"), Some(b"guest"), LOCAL),
+        Ok(identity("guest"))
+    );
+    // From here on the verification is cached: these do not cost argon2 runs.
+    assert_eq!(
+        default.authenticate(
+            Some("guest"),
+            Some(b"guest"),
+            IpAddr::V6(Ipv6Addr::LOCALHOST)
+        ),
+        Ok(identity("guest"))
+    );
+    assert_eq!(
+        default.authenticate(Some("guest"), Some(b"guest"), REMOTE),
+        Err(AuthFailure::BadCredentials)
+    );
+    assert_eq!(
+        default.authenticate(None, None, LOCAL),
+        Err(AuthFailure::AnonymousNotAllowed)
+    );
+
+    let configured = alice_and_local_bob(false);
+    assert!(configured.is_cheap(Some("guest"), None));
+    assert_eq!(
+        configured.authenticate(Some("guest"), None, LOCAL),
+        Err(AuthFailure::BadCredentials)
+    );
+}
+
+#[test]
+fn successful_verifications_are_cached() {
+    let auth = alice_and_local_bob(false);
+    assert!(!auth.is_cheap(Some("alice"), Some(b"alice-secret")));
+    assert!(
+        auth.authenticate(Some("alice"), Some(b"wrong"), REMOTE)
+            .is_err()
+    );
+    // Failures are not cached.
+    assert!(!auth.is_cheap(Some("alice"), Some(b"wrong")));
+    assert!(
+        auth.authenticate(Some("alice"), Some(b"alice-secret"), REMOTE)
+            .is_ok()
+    );
+    assert!(auth.is_cheap(Some("alice"), Some(b"alice-secret")));
+    // The cache is per user and per password.
+    assert!(!auth.is_cheap(Some("alice"), Some(b"alice-secreT")));
+    assert!(!auth.is_cheap(Some("bob"), Some(b"alice-secret")));
+    assert_eq!(
+        auth.authenticate(Some("alice"), Some(b"alice-secreT"), REMOTE),
+        Err(AuthFailure::BadCredentials)
+    );
+    assert_eq!(
+        auth.authenticate(Some("bob"), Some(b"alice-secret"), LOCAL),
+        Err(AuthFailure::BadCredentials)
+    );
+    // A cached success still obeys the loopback rule.
+    assert!(
+        auth.authenticate(Some("bob"), Some(b"bob-secret"), LOCAL)
+            .is_ok()
+    );
+    assert!(auth.is_cheap(Some("bob"), Some(b"bob-secret")));
+    assert_eq!(
+        auth.authenticate(Some("bob"), Some(b"bob-secret"), REMOTE),
+        Err(AuthFailure::BadCredentials)
+    );
+}
+
+#[test]
+fn is_cheap_knows_which_paths_skip_argon2() {
+    let auth = alice_and_local_bob(false);
+    assert!(auth.is_cheap(None, None));
+    assert!(auth.is_cheap(Some(""), Some(b"pw")));
+    assert!(auth.is_cheap(Some("alice"), None));
+    assert!(auth.is_cheap(Some("mallory"), None));
+    // Unknown users pay a dummy argon2 run so that they look like wrong passwords.
+    assert!(!auth.is_cheap(Some("mallory"), Some(b"pw")));
+    assert!(!auth.is_cheap(Some("alice"), Some(b"pw")));
+}
+
+#[test]
+fn invalid_configs_are_refused() {
+    let err = Authenticator::new(AuthConfig {
+        allow_anonymous: false,
+        users: vec![UserConfig {
+            name: "alice".into(),
+            password_hash: "alice-secret".into(),
+            loopback_only: false,
+        }],
+    })
+    .unwrap_err();
+    assert!(matches!(
+        err,
+        AuthConfigError::InvalidPasswordHash { index: 0, .. }
+    ));
+    assert!(err.to_string().contains("hash-password"), "{err}");
+}
+
+#[test]
+fn debug_output_reveals_no_secrets() {
+    let text = format!("{:?}", alice_and_local_bob(false));
+    assert!(!text.contains("argon2"), "{text}");
+    assert!(text.contains("users: 2"), "{text}");
+}

@@ -1,0 +1,726 @@
+//! One client connection's protocol handling, independent of the transport: decoded packets
+//! in, encoded packets out. The transport's task feeds it bytes, wakes it when its session
+//! has deliveries, tells it when its deadline passes, and writes [`Connection::output`].
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use ferrymq_codec::{
+    AckProperties, ConnAck, ConnAckProperties, Connect, DecodeError, Decoder, Disconnect, Packet,
+    ProtocolVersion, PubAck, PubComp, PubRec, Publish, QoS, ReasonCode, SubAck, Subscribe,
+    UnsubAck, Unsubscribe, encode,
+};
+use ferrymq_session::{ConnectionState, Delivery, InboundTopicError, Message, Subscription};
+use ferrymq_topic::{SubscriptionFilter, parse_subscription_filter, validate_topic_name};
+
+use crate::metrics::Metrics;
+use crate::registry::{CloseKind, SessionHandle};
+use crate::{Broker, ConnectionPermit};
+
+/// The connection must close: everything it should say last is already in the output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Closed;
+
+struct Established {
+    session: Arc<SessionHandle>,
+    state: ConnectionState,
+    /// Session Expiry Interval from CONNECT; DISCONNECT may not raise it from zero [MQTT-3.14.2-2].
+    connect_expiry: u32,
+}
+
+/// A client connection. Create one per accepted socket with [`Connection::new`].
+pub struct Connection {
+    broker: Arc<Broker>,
+    peer: SocketAddr,
+    id: u64,
+    decoder: Decoder,
+    output: BytesMut,
+    protocol: Option<ProtocolVersion>,
+    established: Option<Established>,
+    /// CONNECT must complete by then [MQTT-3.1.4]; fixed at accept so trickled bytes cannot extend it.
+    connect_deadline: Instant,
+    close_kind: CloseKind,
+    closed: bool,
+    _permit: ConnectionPermit,
+}
+
+impl Connection {
+    pub fn new(broker: Arc<Broker>, peer: SocketAddr, permit: ConnectionPermit) -> Connection {
+        let limits = &broker.config.limits;
+        let decoder = Decoder::new(limits.max_connect_packet_size.min(limits.max_packet_size));
+        let connect_deadline = Instant::now() + broker.config.mqtt.connect_timeout;
+        Connection {
+            id: broker.next_connection_id(),
+            broker,
+            peer,
+            decoder,
+            output: BytesMut::new(),
+            protocol: None,
+            established: None,
+            connect_deadline,
+            close_kind: CloseKind::Abnormal,
+            closed: false,
+            _permit: permit,
+        }
+    }
+
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// Bytes to write to the peer; the transport writes them and clears the buffer.
+    pub fn output(&mut self) -> &mut BytesMut {
+        &mut self.output
+    }
+
+    /// The session to wait on for deliveries (`SessionHandle::notified`), once connected.
+    pub fn session(&self) -> Option<Arc<SessionHandle>> {
+        self.established.as_ref().map(|e| e.session.clone())
+    }
+
+    /// When [`Connection::on_deadline`] must be called: the CONNECT deadline, then the
+    /// keep-alive deadline.
+    pub fn deadline(&self) -> Option<Instant> {
+        match &self.established {
+            None => Some(self.connect_deadline),
+            Some(e) => e
+                .state
+                .keep_alive_deadline(self.broker.config.mqtt.keep_alive_grace),
+        }
+    }
+
+    /// Decodes and handles every complete packet at the front of `input`.
+    pub async fn on_input(&mut self, input: &mut BytesMut) -> Result<(), Closed> {
+        loop {
+            match self.decoder.decode(input) {
+                Ok(Some(packet)) => {
+                    if let Some(e) = &mut self.established {
+                        e.state.on_packet_received(Instant::now());
+                    }
+                    self.handle(packet).await?;
+                }
+                Ok(None) => break,
+                Err(error) => return Err(self.on_decode_error(error)),
+            }
+        }
+        self.transmit()
+    }
+
+    /// The session was notified: send what its queue holds, or leave if it was taken over.
+    pub fn on_wake(&mut self) -> Result<(), Closed> {
+        self.transmit()
+    }
+
+    /// The deadline from [`Connection::deadline`] has passed (checked against `now`).
+    pub fn on_deadline(&mut self, now: Instant) -> Result<(), Closed> {
+        match self.deadline() {
+            Some(deadline) if deadline <= now => {}
+            _ => return Ok(()),
+        }
+        if self.established.is_none() {
+            Metrics::inc(&self.broker.metrics.connect_timeouts);
+            tracing::info!(peer = %self.peer, "closing connection: no CONNECT within the connect timeout");
+            return Err(Closed);
+        }
+        Metrics::inc(&self.broker.metrics.keep_alive_timeouts);
+        tracing::info!(peer = %self.peer, client_id = %self.client_id(), "keep-alive timeout");
+        Err(self.disconnect(ReasonCode::KeepAliveTimeout))
+    }
+
+    /// The broker is shutting down: tell v5 clients why [MQTT-4.13].
+    pub fn on_shutdown(&mut self) {
+        if self.established.is_some() {
+            let _ = self.disconnect(ReasonCode::ServerShuttingDown);
+        }
+    }
+
+    /// The socket is gone (or about to be closed): detach from the session, which decides
+    /// about the will and session expiry.
+    pub fn on_closed(&mut self) {
+        if self.closed {
+            return;
+        }
+        self.closed = true;
+        if let Some(e) = &self.established {
+            tracing::info!(peer = %self.peer, client_id = %e.session.client_id, kind = ?self.close_kind, "client disconnected");
+            self.broker
+                .detach(&e.session, self.id, self.close_kind, Instant::now());
+        }
+    }
+
+    fn client_id(&self) -> &str {
+        self.established
+            .as_ref()
+            .map_or("", |e| &e.session.client_id)
+    }
+
+    fn is_v5(&self) -> bool {
+        self.protocol.is_some_and(ProtocolVersion::is_v5)
+    }
+
+    fn send(&mut self, packet: &Packet) {
+        let protocol = self.protocol.unwrap_or(ProtocolVersion::V3_1_1);
+        if let Err(error) = encode(packet, protocol, &mut self.output) {
+            tracing::error!(peer = %self.peer, packet = packet.name(), %error, "cannot encode packet");
+        }
+    }
+
+    /// Ends the connection because of `reason`: v5 clients get DISCONNECT with it [MQTT-4.13.2-1];
+    /// v3 has no way to say why, so the socket just closes.
+    fn disconnect(&mut self, reason: ReasonCode) -> Closed {
+        if self.is_v5() && self.established.is_some() {
+            self.send(&Packet::Disconnect(Disconnect::new(reason)));
+        }
+        self.close_kind = CloseKind::Abnormal;
+        Closed
+    }
+
+    /// A protocol violation: logged with the peer address, counted, connection closed.
+    fn violation(&mut self, reason: ReasonCode, what: &str) -> Closed {
+        Metrics::inc(&self.broker.metrics.protocol_errors);
+        tracing::warn!(peer = %self.peer, client_id = %self.client_id(), %reason, "closing connection: {what}");
+        self.disconnect(reason)
+    }
+
+    fn on_decode_error(&mut self, error: DecodeError) -> Closed {
+        match &error {
+            DecodeError::UnsupportedProtocolVersion { level } => {
+                tracing::warn!(peer = %self.peer, level, "refusing CONNECT: unsupported protocol level");
+                // The client's version is unknown: answer in the 3.1.1 form, which every
+                // version can read, with "unacceptable protocol version" [MQTT-3.1.2-2].
+                self.protocol = Some(ProtocolVersion::V3_1_1);
+                self.refuse(ReasonCode::UnsupportedProtocolVersion);
+                return Closed;
+            }
+            DecodeError::PacketTooLarge { .. } => {
+                Metrics::inc(&self.broker.metrics.packets_too_large);
+            }
+            _ => {}
+        }
+        let message = error.to_string();
+        self.violation(error.reason_code(), &message)
+    }
+
+    async fn handle(&mut self, packet: Packet) -> Result<(), Closed> {
+        if self.established.is_none() {
+            return match packet {
+                Packet::Connect(connect) => self.on_connect(*connect).await,
+                other => Err(self.violation(
+                    ReasonCode::ProtocolError,
+                    &format!("{} before CONNECT", other.name()),
+                )),
+            };
+        }
+        match packet {
+            Packet::Publish(publish) => self.on_publish(publish),
+            Packet::PubAck(ack) => {
+                self.with_session(|s| s.state.on_puback(ack.packet_id));
+                Ok(())
+            }
+            Packet::PubRec(rec) => {
+                if let Some(rel) =
+                    self.with_session(|s| s.state.on_pubrec(rec.packet_id, rec.reason_code))
+                {
+                    self.send(&Packet::PubRel(rel));
+                }
+                Ok(())
+            }
+            Packet::PubRel(rel) => {
+                let known = self.with_session(|s| s.state.release_qos2(rel.packet_id));
+                let reason = match known {
+                    true => ReasonCode::Success,
+                    false => ReasonCode::PacketIdentifierNotFound,
+                };
+                self.send(&Packet::PubComp(PubComp::new(rel.packet_id, reason)));
+                Ok(())
+            }
+            Packet::PubComp(comp) => {
+                self.with_session(|s| s.state.on_pubcomp(comp.packet_id));
+                Ok(())
+            }
+            Packet::Subscribe(subscribe) => self.on_subscribe(subscribe),
+            Packet::Unsubscribe(unsubscribe) => {
+                self.on_unsubscribe(unsubscribe);
+                Ok(())
+            }
+            Packet::PingReq => {
+                self.send(&Packet::PingResp);
+                Ok(())
+            }
+            Packet::Disconnect(disconnect) => Err(self.on_disconnect(disconnect)),
+            Packet::Connect(_) => {
+                Err(self.violation(ReasonCode::ProtocolError, "second CONNECT [MQTT-3.1.0-2]"))
+            }
+            // No authentication method is offered, so there is nothing to re-authenticate.
+            Packet::Auth(_) => Err(self.violation(
+                ReasonCode::ProtocolError,
+                "AUTH without an authentication method",
+            )),
+            other => Err(self.violation(
+                ReasonCode::ProtocolError,
+                &format!("{} is a server-to-client packet", other.name()),
+            )),
+        }
+    }
+
+    /// Runs `f` on the locked session state.
+    fn with_session<T>(&self, f: impl FnOnce(&mut crate::registry::SessionInner) -> T) -> T {
+        let established = self
+            .established
+            .as_ref()
+            .expect("only called once connected");
+        let mut inner = established.session.lock();
+        f(&mut inner)
+    }
+
+    /// Answers a refused CONNECT with CONNACK carrying `reason` [MQTT-3.2.2-6]; the caller closes.
+    fn refuse(&mut self, reason: ReasonCode) -> Closed {
+        self.send(&Packet::ConnAck(ConnAck {
+            session_present: false,
+            reason_code: reason,
+            properties: ConnAckProperties::default(),
+        }));
+        Closed
+    }
+
+    async fn on_connect(&mut self, connect: Connect) -> Result<(), Closed> {
+        let protocol = connect.protocol;
+        self.protocol = Some(protocol);
+        let broker = Arc::clone(&self.broker);
+        let limits = &broker.config.limits;
+        let mqtt = &broker.config.mqtt;
+        let v5 = protocol.is_v5();
+
+        if v5 && connect.properties.authentication_method.is_some() {
+            tracing::info!(peer = %self.peer, "refusing CONNECT: unsupported authentication method");
+            return Err(self.refuse(ReasonCode::BadAuthenticationMethod));
+        }
+        let assigned = connect.client_id.is_empty();
+        if assigned && !v5 && !connect.clean_start {
+            // A server-assigned id cannot resume anything [MQTT-3.1.3-8].
+            return Err(self.refuse(ReasonCode::ClientIdentifierNotValid));
+        }
+        if connect.client_id.len() > limits.max_client_id_length {
+            tracing::info!(peer = %self.peer, "refusing CONNECT: client id longer than max_client_id_length");
+            return Err(self.refuse(ReasonCode::ClientIdentifierNotValid));
+        }
+        if let Some(will) = &connect.will {
+            if validate_topic_name(&will.topic, &broker.topic_limits).is_err() {
+                Metrics::inc(&broker.metrics.topics_invalid);
+                return Err(self.refuse(ReasonCode::TopicNameInvalid));
+            }
+            if will.qos > mqtt.maximum_qos {
+                return Err(self.refuse(ReasonCode::QoSNotSupported));
+            }
+            if will.retain && !mqtt.retain_available {
+                return Err(self.refuse(ReasonCode::RetainNotSupported));
+            }
+        }
+
+        if let Err(failure) = self.authenticate(&connect).await {
+            Metrics::inc(&broker.metrics.auth_failures);
+            tracing::info!(peer = %self.peer, username = connect.username.as_deref().unwrap_or(""), %failure, "refusing CONNECT");
+            let reason = match failure {
+                ferrymq_auth::AuthFailure::AnonymousNotAllowed => ReasonCode::NotAuthorized,
+                ferrymq_auth::AuthFailure::BadCredentials => ReasonCode::BadUserNameOrPassword,
+            };
+            return Err(self.refuse(reason));
+        }
+
+        let client_id: Arc<str> = match assigned {
+            true => Arc::from(format!("ferrymq-{:016x}", self.id ^ random_salt())),
+            false => Arc::from(connect.client_id.as_str()),
+        };
+        let requested_expiry = match protocol {
+            ProtocolVersion::V5 => connect.properties.session_expiry_interval.unwrap_or(0),
+            _ if connect.clean_start => 0,
+            _ => mqtt.max_session_expiry,
+        };
+        let expiry = requested_expiry.min(mqtt.max_session_expiry);
+
+        let now = Instant::now();
+        let attached = broker.attach(&client_id, self.id, connect.clean_start, now);
+        let mut state = ConnectionState::new(protocol, now);
+        state.keep_alive = Duration::from_secs(u64::from(connect.keep_alive));
+        let mut server_keep_alive = None;
+        if v5
+            && let Some(server) = mqtt.server_keep_alive
+            && (connect.keep_alive == 0 || connect.keep_alive > server)
+        {
+            state.keep_alive = Duration::from_secs(u64::from(server));
+            server_keep_alive = Some(server);
+        }
+        if v5 {
+            let props = &connect.properties;
+            state.client_receive_maximum = props.receive_maximum.unwrap_or(u16::MAX);
+            state.client_maximum_packet_size = props.maximum_packet_size.unwrap_or(u32::MAX);
+            state.client_topic_alias_maximum = props.topic_alias_maximum.unwrap_or(0);
+            state.server_topic_alias_maximum = limits.topic_alias_maximum;
+            state.request_problem_information = props.request_problem_information.unwrap_or(true);
+        }
+        {
+            let mut inner = attached.session.lock();
+            inner.state.expiry_interval = expiry;
+            inner.state.will = connect.will;
+        }
+        self.decoder.set_max_packet_size(limits.max_packet_size);
+
+        let properties = match v5 {
+            false => ConnAckProperties::default(),
+            true => ConnAckProperties {
+                session_expiry_interval: (expiry != requested_expiry).then_some(expiry),
+                receive_maximum: Some(limits.max_inflight),
+                maximum_qos: (mqtt.maximum_qos < QoS::ExactlyOnce).then_some(mqtt.maximum_qos),
+                retain_available: (!mqtt.retain_available).then_some(false),
+                maximum_packet_size: Some(limits.max_packet_size),
+                assigned_client_identifier: assigned.then(|| client_id.to_string()),
+                topic_alias_maximum: (limits.topic_alias_maximum > 0)
+                    .then_some(limits.topic_alias_maximum),
+                shared_subscription_available: (!mqtt.shared_subscriptions_available)
+                    .then_some(false),
+                server_keep_alive,
+                ..ConnAckProperties::default()
+            },
+        };
+        self.send(&Packet::ConnAck(ConnAck {
+            session_present: attached.session_present,
+            reason_code: ReasonCode::Success,
+            properties,
+        }));
+        tracing::info!(
+            peer = %self.peer,
+            client_id = %client_id,
+            protocol = protocol.level(),
+            clean_start = connect.clean_start,
+            session_present = attached.session_present,
+            keep_alive = connect.keep_alive,
+            "client connected"
+        );
+        self.established = Some(Established {
+            session: attached.session,
+            state,
+            connect_expiry: expiry,
+        });
+        if let Some(e) = &mut self.established {
+            let mut resent = Vec::new();
+            {
+                let mut inner = e.session.lock();
+                inner.state.resend_inflight(&mut e.state, now, &mut resent);
+            }
+            for packet in &resent {
+                self.send(packet);
+            }
+        }
+        Ok(())
+    }
+
+    async fn authenticate(
+        &self,
+        connect: &Connect,
+    ) -> Result<ferrymq_auth::Identity, ferrymq_auth::AuthFailure> {
+        let username = connect.username.clone().filter(|u| !u.is_empty());
+        let password: Option<Bytes> = connect.password.clone();
+        let ip = self.peer.ip();
+        let broker = Arc::clone(&self.broker);
+        if broker
+            .auth
+            .is_cheap(username.as_deref(), password.as_deref())
+        {
+            return broker
+                .auth
+                .authenticate(username.as_deref(), password.as_deref(), ip);
+        }
+        // Password hashing is deliberately slow: keep it off the async workers.
+        let verdict = tokio::task::spawn_blocking(move || {
+            broker
+                .auth
+                .authenticate(username.as_deref(), password.as_deref(), ip)
+        })
+        .await;
+        verdict.unwrap_or(Err(ferrymq_auth::AuthFailure::BadCredentials))
+    }
+
+    fn on_publish(&mut self, mut publish: Publish) -> Result<(), Closed> {
+        let broker = Arc::clone(&self.broker);
+        Metrics::inc(&broker.metrics.messages_received);
+        let v5 = self.is_v5();
+        let Some(e) = self.established.as_mut() else {
+            return Err(Closed);
+        };
+        if let Err(error) = e.state.resolve_inbound_topic(&mut publish) {
+            return Err(match error {
+                InboundTopicError::AliasOutOfRange => self.violation(
+                    ReasonCode::TopicAliasInvalid,
+                    "topic alias out of range [MQTT-3.3.2-10]",
+                ),
+                InboundTopicError::UnknownAlias => self.violation(
+                    ReasonCode::ProtocolError,
+                    "topic alias never set [MQTT-3.3.4]",
+                ),
+                InboundTopicError::EmptyTopic => self.violation(
+                    ReasonCode::TopicNameInvalid,
+                    "empty topic name [MQTT-4.7.3-1]",
+                ),
+            });
+        }
+        if let Err(error) = validate_topic_name(&publish.topic, &broker.topic_limits) {
+            Metrics::inc(&broker.metrics.topics_invalid);
+            return Err(self.violation(ReasonCode::TopicNameInvalid, &error.to_string()));
+        }
+        if publish.qos > broker.config.mqtt.maximum_qos {
+            return Err(self.violation(
+                ReasonCode::QoSNotSupported,
+                "QoS above Maximum QoS [MQTT-3.2.2-11]",
+            ));
+        }
+        if publish.retain && !broker.config.mqtt.retain_available {
+            return Err(self.violation(
+                ReasonCode::RetainNotSupported,
+                "retain not available [MQTT-3.2.2-14]",
+            ));
+        }
+        let packet_id = publish.packet_id.unwrap_or(0);
+        let qos = publish.qos;
+        let session = self
+            .established
+            .as_ref()
+            .map(|e| e.session.clone())
+            .ok_or(Closed)?;
+        if qos == QoS::ExactlyOnce {
+            let mut inner = session.lock();
+            let pending = inner.state.inbound_qos2_len();
+            let new = !inner.state.has_inbound_qos2(packet_id);
+            if new && pending >= usize::from(broker.config.limits.max_inflight) {
+                drop(inner);
+                return Err(self.violation(
+                    ReasonCode::ReceiveMaximumExceeded,
+                    "more QoS 2 PUBLISHes than Receive Maximum [MQTT-3.3.4-9]",
+                ));
+            }
+            inner.state.receive_qos2(packet_id);
+            drop(inner);
+            if !new {
+                // A re-sent QoS 2 PUBLISH we already routed: acknowledge, do not route twice.
+                self.send(&Packet::PubRec(PubRec::new(packet_id, ReasonCode::Success)));
+                return Ok(());
+            }
+        }
+        let message =
+            Message::from_publish(publish, Instant::now(), Some(session.client_id.clone()));
+        let outcome = broker.publish(message);
+        let reason = match (v5, outcome.matched, outcome.refused) {
+            (false, _, _) => ReasonCode::Success,
+            (true, 0, _) => ReasonCode::NoMatchingSubscribers,
+            (true, matched, refused) if refused == matched => ReasonCode::QuotaExceeded,
+            _ => ReasonCode::Success,
+        };
+        match qos {
+            QoS::AtMostOnce => {}
+            QoS::AtLeastOnce => self.send(&Packet::PubAck(PubAck::new(packet_id, reason))),
+            QoS::ExactlyOnce => {
+                if reason.is_error() {
+                    // A failed QoS 2 exchange ends at PUBREC [MQTT-4.3.3-?]: forget the id.
+                    session.lock().state.release_qos2(packet_id);
+                }
+                self.send(&Packet::PubRec(PubRec::new(packet_id, reason)));
+            }
+        }
+        Ok(())
+    }
+
+    fn on_subscribe(&mut self, subscribe: Subscribe) -> Result<(), Closed> {
+        let broker = Arc::clone(&self.broker);
+        let session = self
+            .established
+            .as_ref()
+            .map(|e| e.session.clone())
+            .ok_or(Closed)?;
+        let identifier = subscribe.properties.subscription_identifier;
+        let mut reason_codes = Vec::with_capacity(subscribe.filters.len());
+        let mut retained: Vec<Delivery> = Vec::new();
+        let now = Instant::now();
+        for (raw, options) in &subscribe.filters {
+            let parsed = match parse_subscription_filter(raw, &broker.topic_limits) {
+                Ok(parsed) => parsed,
+                Err(error) => {
+                    Metrics::inc(&broker.metrics.topics_invalid);
+                    tracing::debug!(peer = %self.peer, filter = %raw, %error, "refusing subscription");
+                    reason_codes.push(ReasonCode::TopicFilterInvalid);
+                    continue;
+                }
+            };
+            let shared = matches!(parsed, SubscriptionFilter::Shared { .. });
+            if shared && !broker.config.mqtt.shared_subscriptions_available {
+                reason_codes.push(ReasonCode::SharedSubscriptionsNotSupported);
+                continue;
+            }
+            if shared && options.no_local {
+                return Err(self.violation(
+                    ReasonCode::ProtocolError,
+                    "No Local on a shared subscription [MQTT-3.8.3-4]",
+                ));
+            }
+            let granted = options.qos.min(broker.config.mqtt.maximum_qos);
+            let subscription = Subscription {
+                options: ferrymq_codec::SubscriptionOptions {
+                    qos: granted,
+                    ..*options
+                },
+                identifier,
+            };
+            let existed = {
+                let mut inner = session.lock();
+                let existed = inner.state.subscriptions.contains_key(raw);
+                if !existed
+                    && inner.state.subscriptions.len()
+                        >= broker.config.limits.max_subscriptions_per_session
+                {
+                    None
+                } else {
+                    inner.state.subscriptions.insert(raw.clone(), subscription);
+                    Some(existed)
+                }
+            };
+            let Some(existed) = existed else {
+                Metrics::inc(&broker.metrics.subscriptions_refused_limit);
+                reason_codes.push(ReasonCode::QuotaExceeded);
+                continue;
+            };
+            retained.extend(broker.add_subscription(
+                &session,
+                raw,
+                parsed,
+                subscription,
+                existed,
+                now,
+            ));
+            reason_codes.push(ReasonCode::granted(granted));
+        }
+        self.send(&Packet::SubAck(SubAck {
+            packet_id: subscribe.packet_id,
+            reason_codes,
+            properties: AckProperties::default(),
+        }));
+        // Retained messages follow the SUBACK [MQTT-3.8.4-?]: they go through the session
+        // queue like any delivery, so flow control and packet ids apply to them too.
+        for delivery in retained {
+            session.deliver(delivery, broker.queue_limits(), &broker.metrics);
+        }
+        Ok(())
+    }
+
+    fn on_unsubscribe(&mut self, unsubscribe: Unsubscribe) {
+        let broker = Arc::clone(&self.broker);
+        let Some(session) = self.established.as_ref().map(|e| e.session.clone()) else {
+            return;
+        };
+        let mut reason_codes = Vec::with_capacity(unsubscribe.filters.len());
+        for raw in &unsubscribe.filters {
+            let Ok(parsed) = parse_subscription_filter(raw, &broker.topic_limits) else {
+                reason_codes.push(ReasonCode::TopicFilterInvalid);
+                continue;
+            };
+            let existed = session.lock().state.subscriptions.remove(raw).is_some();
+            if existed {
+                broker.remove_subscription(&session, parsed);
+                reason_codes.push(ReasonCode::Success);
+            } else {
+                reason_codes.push(ReasonCode::NoSubscriptionExisted);
+            }
+        }
+        if !self.is_v5() {
+            reason_codes.clear();
+        }
+        self.send(&Packet::UnsubAck(UnsubAck {
+            packet_id: unsubscribe.packet_id,
+            reason_codes,
+            properties: AckProperties::default(),
+        }));
+    }
+
+    fn on_disconnect(&mut self, disconnect: Disconnect) -> Closed {
+        let Some(e) = self.established.as_ref() else {
+            return Closed;
+        };
+        if let Some(expiry) = disconnect.properties.session_expiry_interval {
+            if e.connect_expiry == 0 && expiry != 0 {
+                return self.violation(
+                    ReasonCode::ProtocolError,
+                    "DISCONNECT raised a zero Session Expiry Interval [MQTT-3.14.2-2]",
+                );
+            }
+            let capped = expiry.min(self.broker.config.mqtt.max_session_expiry);
+            e.session.lock().state.expiry_interval = capped;
+        }
+        self.close_kind = match disconnect.reason_code {
+            ReasonCode::DisconnectWithWillMessage => CloseKind::NormalWithWill,
+            ReasonCode::Success => CloseKind::Normal,
+            // Any other reason from the client is an error report: the will is published.
+            _ => CloseKind::Abnormal,
+        };
+        Closed
+    }
+
+    /// Moves queued deliveries onto the wire, or notices a takeover.
+    fn transmit(&mut self) -> Result<(), Closed> {
+        let broker = Arc::clone(&self.broker);
+        let Some(e) = self.established.as_mut() else {
+            return Ok(());
+        };
+        let mut packets = Vec::new();
+        let kicked = {
+            let mut inner = e.session.lock();
+            if inner.attached != Some(self.id) {
+                Some(inner.kick.unwrap_or(ReasonCode::SessionTakenOver))
+            } else {
+                let dropped = inner.state.poll_transmit(
+                    &mut e.state,
+                    Instant::now(),
+                    broker.config.limits.max_inflight,
+                    &mut packets,
+                );
+                Metrics::add(
+                    &broker.metrics.messages_dropped_expired,
+                    dropped.expired as u64,
+                );
+                Metrics::add(
+                    &broker.metrics.messages_dropped_too_large,
+                    dropped.too_large as u64,
+                );
+                None
+            }
+        };
+        if let Some(reason) = kicked {
+            tracing::info!(peer = %self.peer, client_id = %e.session.client_id, %reason, "connection replaced by a newer one");
+            self.close_kind = CloseKind::TakenOver;
+            if self.is_v5() {
+                self.send(&Packet::Disconnect(Disconnect::new(reason)));
+            }
+            return Err(Closed);
+        }
+        Metrics::add(&broker.metrics.messages_sent, packets.len() as u64);
+        for packet in &packets {
+            self.send(packet);
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.on_closed();
+    }
+}
+
+/// Per-process salt for assigned client ids, so ids differ between broker runs.
+fn random_salt() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    static SALT: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *SALT.get_or_init(|| {
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write(b"ferrymq");
+        hasher.finish()
+    })
+}

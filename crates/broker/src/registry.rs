@@ -1,0 +1,330 @@
+//! The session registry: which sessions exist, which connection each one is attached to,
+//! takeover when a client id connects twice, and what happens when a connection goes away
+//! (wills, Will Delay Interval, Session Expiry Interval).
+//!
+//! Lock order (never take an earlier lock while holding a later one):
+//! `Broker::sessions` -> `SessionHandle::inner` -> `Broker::router` -> `Broker::retained`.
+//! In practice the last three are never nested: routing collects targets under the router
+//! lock, releases it, then locks each session.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use ferrymq_codec::{QoS, ReasonCode};
+use ferrymq_session::{Delivery, Enqueue, Message, QueueLimits, SessionState};
+use tokio::sync::Notify;
+
+use crate::Broker;
+use crate::metrics::Metrics;
+
+/// A session and the means to wake the connection serving it.
+#[derive(Debug)]
+pub struct SessionHandle {
+    pub client_id: Arc<str>,
+    inner: Mutex<SessionInner>,
+    /// Wakes the attached connection task: new deliveries, or it was kicked.
+    pub(crate) notify: Notify,
+    /// Mirrors `inner.attached.is_some()` for lock-free checks by the shared-subscription picker.
+    online: AtomicBool,
+}
+
+#[derive(Debug)]
+pub(crate) struct SessionInner {
+    pub(crate) state: SessionState,
+    /// Id of the connection currently serving this session.
+    pub(crate) attached: Option<u64>,
+    /// Set when the attached connection must go: the reason it is told (v5 DISCONNECT).
+    pub(crate) kick: Option<ReasonCode>,
+    /// The session was removed from the registry; deliveries are refused.
+    pub(crate) ended: bool,
+    /// Bumped on every attach so that timers armed for an older disconnect do nothing.
+    pub(crate) generation: u64,
+}
+
+/// What routing did with one delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Delivered {
+    Accepted,
+    /// Not kept: QoS 0 to an offline session, or the session ended meanwhile.
+    Skipped,
+    Refused,
+}
+
+impl SessionHandle {
+    fn new(client_id: Arc<str>) -> SessionHandle {
+        SessionHandle {
+            inner: Mutex::new(SessionInner {
+                state: SessionState::new(client_id.clone()),
+                attached: None,
+                kick: None,
+                ended: false,
+                generation: 0,
+            }),
+            client_id,
+            notify: Notify::new(),
+            online: AtomicBool::new(false),
+        }
+    }
+
+    /// Locks the session. A poisoned lock means a panic elsewhere already broke an invariant
+    /// of this one session; we keep serving it rather than spreading the panic.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, SessionInner> {
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Resolves when the session has news for its connection: deliveries, or a takeover.
+    /// A notification sent while nobody waited is kept, so none is lost between polls.
+    pub async fn notified(&self) {
+        self.notify.notified().await;
+    }
+
+    pub(crate) fn is_online(&self) -> bool {
+        self.online.load(Ordering::Relaxed)
+    }
+
+    /// Queues a delivery and wakes the connection. QoS 0 messages are not kept for a
+    /// disconnected client (as Mosquitto's default).
+    pub(crate) fn deliver(
+        &self,
+        delivery: Delivery,
+        limits: QueueLimits,
+        metrics: &Metrics,
+    ) -> Delivered {
+        let mut inner = self.lock();
+        if inner.ended || (inner.attached.is_none() && delivery.qos == QoS::AtMostOnce) {
+            return Delivered::Skipped;
+        }
+        let outcome = inner.state.enqueue(delivery, limits);
+        let online = inner.attached.is_some();
+        drop(inner);
+        match outcome {
+            Enqueue::Queued => {}
+            Enqueue::QueuedAfterDropping(n) => {
+                Metrics::add(&metrics.messages_dropped_queue_full, n as u64)
+            }
+            Enqueue::Refused => {
+                Metrics::inc(&metrics.messages_dropped_queue_full);
+                return Delivered::Refused;
+            }
+        }
+        if online {
+            self.notify.notify_one();
+        }
+        Delivered::Accepted
+    }
+}
+
+/// Result of attaching a new connection to a session.
+pub(crate) struct Attached {
+    pub(crate) session: Arc<SessionHandle>,
+    pub(crate) session_present: bool,
+}
+
+/// How a connection ended, as far as wills and sessions care.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseKind {
+    /// The client sent DISCONNECT (v5 reason 0x00): the will is discarded [MQTT-3.14.4-3].
+    Normal,
+    /// v5 DISCONNECT 0x04 "Disconnect with Will Message": publish the will.
+    NormalWithWill,
+    /// Anything else: socket error, keep-alive expiry, protocol error, server shutdown.
+    Abnormal,
+    /// Another connection took the session over.
+    TakenOver,
+}
+
+impl Broker {
+    /// Finds or creates the session for `client_id` and attaches connection `connection_id`
+    /// to it, kicking any connection already attached (takeover [MQTT-3.1.4-3]).
+    pub(crate) fn attach(
+        self: &Arc<Self>,
+        client_id: &Arc<str>,
+        connection_id: u64,
+        clean_start: bool,
+        now: Instant,
+    ) -> Attached {
+        let mut sessions = self.lock_sessions();
+        let existing = sessions.get(client_id).cloned();
+        let mut previous_will = None;
+        let mut old_to_end = None;
+        let mut session_present = false;
+        let session = match existing {
+            Some(handle) => {
+                let mut inner = handle.lock();
+                if inner.attached.is_some() {
+                    inner.kick = Some(ReasonCode::SessionTakenOver);
+                    inner.attached = None;
+                    handle.online.store(false, Ordering::Relaxed);
+                    handle.notify.notify_one();
+                    Metrics::inc(&self.metrics.session_takeovers);
+                    // The old connection closes now; its will goes out unless it is delayed and
+                    // the session continues [MQTT-3.1.3-9].
+                    let delayed = inner
+                        .state
+                        .will
+                        .as_ref()
+                        .is_some_and(|w| w.properties.will_delay_interval.unwrap_or(0) > 0);
+                    if !delayed || clean_start || inner.state.expiry_interval == 0 {
+                        previous_will = inner.state.will.take();
+                    }
+                } else if !clean_start {
+                    // Reconnected before the will delay elapsed: the will is not sent.
+                    inner.state.will = None;
+                }
+                if clean_start {
+                    previous_will = previous_will.or_else(|| inner.state.will.take());
+                    inner.ended = true;
+                    drop(inner);
+                    old_to_end = Some(handle);
+                    let fresh = Arc::new(SessionHandle::new(client_id.clone()));
+                    sessions.insert(client_id.clone(), fresh.clone());
+                    fresh
+                } else {
+                    session_present = true;
+                    drop(inner);
+                    handle
+                }
+            }
+            None => {
+                let fresh = Arc::new(SessionHandle::new(client_id.clone()));
+                sessions.insert(client_id.clone(), fresh.clone());
+                Metrics::inc(&self.metrics.sessions);
+                fresh
+            }
+        };
+        {
+            let mut inner = session.lock();
+            inner.attached = Some(connection_id);
+            inner.kick = None;
+            inner.generation += 1;
+            inner.state.disconnected_at = None;
+            session.online.store(true, Ordering::Relaxed);
+        }
+        drop(sessions);
+        if let Some(old) = old_to_end {
+            self.forget_subscriptions(&old);
+            self.redistribute_shared(&old);
+        }
+        if let Some(will) = previous_will {
+            self.publish_will(will, client_id.clone(), now);
+        }
+        Attached {
+            session,
+            session_present,
+        }
+    }
+
+    /// Detaches connection `connection_id` from its session after the connection closed.
+    /// Does nothing when another connection took the session over meanwhile.
+    pub(crate) fn detach(
+        self: &Arc<Self>,
+        session: &Arc<SessionHandle>,
+        connection_id: u64,
+        kind: CloseKind,
+        now: Instant,
+    ) {
+        let mut inner = session.lock();
+        if inner.attached != Some(connection_id) {
+            return;
+        }
+        inner.attached = None;
+        session.online.store(false, Ordering::Relaxed);
+        inner.state.disconnected_at = Some(now);
+        inner.state.discard_queued_qos0();
+        if kind == CloseKind::Normal {
+            inner.state.will = None;
+        }
+        let generation = inner.generation;
+        let ends_now = inner.state.expiry_interval == 0;
+        let has_timer = inner.state.will_due_at().is_some() || inner.state.expires_at().is_some();
+        drop(inner);
+        self.redistribute_shared(session);
+        if ends_now {
+            self.end_session(session, now);
+        } else if has_timer {
+            self.arm_offline_timer(session.clone(), generation);
+        }
+    }
+
+    /// One task per disconnected session with a pending will or expiry: sleeps until the
+    /// earliest deadline (tokio's timer wheel, no scanning), then acts if nothing changed.
+    fn arm_offline_timer(self: &Arc<Self>, session: Arc<SessionHandle>, generation: u64) {
+        let broker = Arc::clone(self);
+        tokio::spawn(async move {
+            loop {
+                let deadline = {
+                    let inner = session.lock();
+                    if inner.generation != generation || inner.attached.is_some() || inner.ended {
+                        return;
+                    }
+                    match (inner.state.will_due_at(), inner.state.expires_at()) {
+                        (Some(a), Some(b)) => a.min(b),
+                        (Some(a), None) | (None, Some(a)) => a,
+                        (None, None) => return,
+                    }
+                };
+                tokio::time::sleep_until(deadline.into()).await;
+                let now = Instant::now();
+                let (will, expired) = {
+                    let mut inner = session.lock();
+                    if inner.generation != generation || inner.attached.is_some() || inner.ended {
+                        return;
+                    }
+                    let will = match inner.state.will_due_at() {
+                        Some(due) if due <= now => inner.state.will.take(),
+                        _ => None,
+                    };
+                    let expired = inner.state.expires_at().is_some_and(|at| at <= now);
+                    (will, expired)
+                };
+                if let Some(will) = will {
+                    broker.publish_will(will, session.client_id.clone(), now);
+                }
+                if expired {
+                    Metrics::inc(&broker.metrics.sessions_expired);
+                    broker.end_session(&session, now);
+                    return;
+                }
+            }
+        });
+    }
+
+    /// Removes a session: from the registry (if still the registered one), from the
+    /// subscription index; its pending will goes out [MQTT-3.1.3-9].
+    pub(crate) fn end_session(self: &Arc<Self>, session: &Arc<SessionHandle>, now: Instant) {
+        {
+            let mut sessions = self.lock_sessions();
+            if sessions
+                .get(&session.client_id)
+                .is_some_and(|s| Arc::ptr_eq(s, session))
+            {
+                sessions.remove(&session.client_id);
+                Metrics::dec(&self.metrics.sessions);
+            }
+        }
+        let will = {
+            let mut inner = session.lock();
+            inner.ended = true;
+            inner.state.will.take()
+        };
+        self.forget_subscriptions(session);
+        if let Some(will) = will {
+            self.publish_will(will, session.client_id.clone(), now);
+        }
+    }
+
+    fn publish_will(
+        self: &Arc<Self>,
+        will: ferrymq_codec::LastWill,
+        client_id: Arc<str>,
+        now: Instant,
+    ) {
+        tracing::debug!(client_id = %client_id, topic = %will.topic, "publishing will");
+        Metrics::inc(&self.metrics.wills_published);
+        let message = Message::from_will(will, now, Some(client_id));
+        self.publish(message);
+    }
+}

@@ -1,0 +1,379 @@
+//! Routing: the subscription index (one trie of filters), shared-subscription groups,
+//! retained messages, and `publish`, which turns one message into deliveries.
+//!
+//! Overlapping subscriptions of one client produce ONE delivery per message, at the highest
+//! granted QoS among them, carrying every matching Subscription Identifier [MQTT-3.3.4-4]
+//! (the choice the spec leaves open; HiveMQ and Mosquitto make the same one). A shared
+//! subscription is separate: its group gets its own copy, delivered to one member.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use ferrymq_codec::{QoS, RetainHandling, SubscriptionOptions};
+use ferrymq_session::{Delivery, Message, Subscription};
+use ferrymq_topic::{SubscriptionFilter, SubscriptionTrie};
+
+use crate::Broker;
+use crate::metrics::Metrics;
+use crate::registry::{Delivered, SessionHandle};
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum RouteKey {
+    Client(Arc<str>),
+    /// A shared-subscription group name; the trie node holds the filter.
+    Shared(Arc<str>),
+}
+
+#[derive(Debug)]
+pub(crate) enum Route {
+    Client(ClientRoute),
+    Shared(Arc<SharedGroup>),
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct ClientRoute {
+    pub(crate) session: Arc<SessionHandle>,
+    pub(crate) options: SubscriptionOptions,
+    pub(crate) identifier: Option<u32>,
+}
+
+/// Members of one `$share/{group}/{filter}`. Round robin over members, preferring those
+/// online so that a disconnected persistent member does not hold messages back.
+#[derive(Debug)]
+pub(crate) struct SharedGroup {
+    /// `group/filter`, recorded on deliveries so unacknowledged ones can be re-routed.
+    pub(crate) key: Arc<str>,
+    pub(crate) members: Mutex<Vec<ClientRoute>>,
+    next: AtomicUsize,
+}
+
+impl SharedGroup {
+    fn pick(&self) -> Option<ClientRoute> {
+        let members = self.members.lock().unwrap_or_else(|p| p.into_inner());
+        if members.is_empty() {
+            return None;
+        }
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let len = members.len();
+        (0..len)
+            .map(|i| &members[(start + i) % len])
+            .find(|m| m.session.is_online())
+            .or_else(|| members.get(start % len))
+            .cloned()
+    }
+}
+
+/// The routing tables of the broker.
+#[derive(Debug, Default)]
+pub(crate) struct Router {
+    pub(crate) trie: SubscriptionTrie<RouteKey, Route>,
+}
+
+/// What `publish` did, for the v5 PUBACK/PUBREC reason code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PublishOutcome {
+    pub matched: usize,
+    pub refused: usize,
+}
+
+/// One session's copy of a message, before merging overlapping subscriptions.
+struct Target {
+    session: Arc<SessionHandle>,
+    qos: QoS,
+    retain: bool,
+    identifier: Option<u32>,
+    shared_group: Option<Arc<str>>,
+}
+
+impl Broker {
+    /// Routes one message: stores or clears it as retained when its RETAIN flag is set
+    /// [MQTT-3.3.1-5], then queues it to every matching session.
+    pub fn publish(&self, message: Message) -> PublishOutcome {
+        let message = Arc::new(message);
+        if message.retain && self.config.mqtt.retain_available {
+            self.store_retained(&message);
+        }
+        let mut targets = Vec::new();
+        {
+            let router = self.router.read().unwrap_or_else(|p| p.into_inner());
+            router
+                .trie
+                .for_each_match(&message.topic, |_, route| match route {
+                    Route::Client(sub) => {
+                        let own = message.publisher.as_deref() == Some(&*sub.session.client_id);
+                        if sub.options.no_local && own {
+                            return;
+                        }
+                        targets.push(Target {
+                            session: sub.session.clone(),
+                            qos: sub.options.qos.min(message.qos),
+                            retain: message.retain && sub.options.retain_as_published,
+                            identifier: sub.identifier,
+                            shared_group: None,
+                        });
+                    }
+                    Route::Shared(group) => {
+                        if let Some(member) = group.pick() {
+                            targets.push(Target {
+                                session: member.session,
+                                qos: member.options.qos.min(message.qos),
+                                retain: message.retain && member.options.retain_as_published,
+                                identifier: member.identifier,
+                                shared_group: Some(group.key.clone()),
+                            });
+                        }
+                    }
+                });
+        }
+        let mut outcome = PublishOutcome {
+            matched: 0,
+            refused: 0,
+        };
+        for (session, delivery) in merge_overlapping(&message, targets) {
+            outcome.matched += 1;
+            if session.deliver(delivery, self.queue_limits(), &self.metrics) == Delivered::Refused {
+                outcome.refused += 1;
+            }
+        }
+        outcome
+    }
+
+    fn store_retained(&self, message: &Arc<Message>) {
+        let mut retained = self.retained.write().unwrap_or_else(|p| p.into_inner());
+        if message.payload.is_empty() {
+            // An empty retained message deletes the stored one [MQTT-3.3.1-6].
+            if retained.remove(&message.topic).is_some() {
+                Metrics::dec(&self.metrics.retained_messages);
+            }
+        } else if retained.insert(&message.topic, message.clone()).is_none() {
+            Metrics::inc(&self.metrics.retained_messages);
+        }
+    }
+
+    /// Retained messages matching `filter`, as deliveries for a new subscription
+    /// [MQTT-3.3.1-9]. Expired ones are skipped (and removed).
+    fn retained_for(
+        &self,
+        filter: &str,
+        granted: QoS,
+        identifier: Option<u32>,
+        now: Instant,
+    ) -> Vec<Delivery> {
+        let mut deliveries = Vec::new();
+        let mut expired = Vec::new();
+        {
+            let retained = self.retained.read().unwrap_or_else(|p| p.into_inner());
+            retained.for_each_matching(filter, |topic, message| {
+                if message.is_expired(now) {
+                    expired.push(topic.to_owned());
+                    return;
+                }
+                deliveries.push(Delivery {
+                    message: message.clone(),
+                    qos: granted.min(message.qos),
+                    retain: true,
+                    subscription_ids: identifier.into_iter().collect(),
+                    shared_group: None,
+                });
+            });
+        }
+        if !expired.is_empty() {
+            let mut retained = self.retained.write().unwrap_or_else(|p| p.into_inner());
+            for topic in expired {
+                if retained.get(&topic).is_some_and(|m| m.is_expired(now)) {
+                    retained.remove(&topic);
+                    Metrics::dec(&self.metrics.retained_messages);
+                }
+            }
+        }
+        deliveries
+    }
+
+    /// Adds (or replaces) one subscription of `session` and returns the retained messages it
+    /// must receive. `existed` tells whether it replaced an identical filter (Retain Handling 1).
+    pub(crate) fn add_subscription(
+        &self,
+        session: &Arc<SessionHandle>,
+        raw: &str,
+        parsed: SubscriptionFilter<'_>,
+        subscription: Subscription,
+        existed: bool,
+        now: Instant,
+    ) -> Vec<Delivery> {
+        let route = ClientRoute {
+            session: session.clone(),
+            options: subscription.options,
+            identifier: subscription.identifier,
+        };
+        let mut router = self.router.write().unwrap_or_else(|p| p.into_inner());
+        match parsed {
+            SubscriptionFilter::Normal(filter) => {
+                router.trie.insert(
+                    filter,
+                    RouteKey::Client(session.client_id.clone()),
+                    Route::Client(route),
+                );
+                drop(router);
+                let send = match subscription.options.retain_handling {
+                    RetainHandling::SendAtSubscribe => true,
+                    RetainHandling::SendIfNewSubscription => !existed,
+                    RetainHandling::DoNotSend => false,
+                };
+                match send && self.config.mqtt.retain_available {
+                    true => self.retained_for(
+                        filter,
+                        subscription.options.qos,
+                        subscription.identifier,
+                        now,
+                    ),
+                    false => Vec::new(),
+                }
+            }
+            SubscriptionFilter::Shared { group, filter } => {
+                // Retained messages are not sent for shared subscriptions [MQTT-4.8.2-?]:
+                // the group, not the member, is the subscriber.
+                let key = RouteKey::Shared(Arc::from(group));
+                if let Some(Route::Shared(existing)) = router.trie.get(filter, &key) {
+                    let mut members = existing.members.lock().unwrap_or_else(|p| p.into_inner());
+                    members.retain(|m| !Arc::ptr_eq(&m.session, session));
+                    members.push(route);
+                } else {
+                    let group = SharedGroup {
+                        key: Arc::from(raw.strip_prefix("$share/").unwrap_or(raw)),
+                        members: Mutex::new(vec![route]),
+                        next: AtomicUsize::new(0),
+                    };
+                    router
+                        .trie
+                        .insert(filter, key, Route::Shared(Arc::new(group)));
+                }
+                Vec::new()
+            }
+        }
+    }
+
+    /// Removes one subscription of `session` from the index (only if it is this session's).
+    pub(crate) fn remove_subscription(
+        &self,
+        session: &Arc<SessionHandle>,
+        parsed: SubscriptionFilter<'_>,
+    ) {
+        let mut router = self.router.write().unwrap_or_else(|p| p.into_inner());
+        match parsed {
+            SubscriptionFilter::Normal(filter) => {
+                let key = RouteKey::Client(session.client_id.clone());
+                let ours = matches!(router.trie.get(filter, &key), Some(Route::Client(r)) if Arc::ptr_eq(&r.session, session));
+                if ours {
+                    router.trie.remove(filter, &key);
+                }
+            }
+            SubscriptionFilter::Shared { group, filter } => {
+                let key = RouteKey::Shared(Arc::from(group));
+                let now_empty = match router.trie.get(filter, &key) {
+                    Some(Route::Shared(existing)) => {
+                        let mut members =
+                            existing.members.lock().unwrap_or_else(|p| p.into_inner());
+                        members.retain(|m| !Arc::ptr_eq(&m.session, session));
+                        members.is_empty()
+                    }
+                    _ => false,
+                };
+                if now_empty {
+                    router.trie.remove(filter, &key);
+                }
+            }
+        }
+    }
+
+    /// Removes every subscription of a session that is ending.
+    pub(crate) fn forget_subscriptions(&self, session: &Arc<SessionHandle>) {
+        let filters: Vec<String> = {
+            let mut inner = session.lock();
+            inner
+                .state
+                .subscriptions
+                .drain()
+                .map(|(filter, _)| filter)
+                .collect()
+        };
+        for raw in filters {
+            if let Ok(parsed) = ferrymq_topic::parse_subscription_filter(&raw, &self.topic_limits) {
+                self.remove_subscription(session, parsed);
+            }
+        }
+    }
+
+    /// Hands the shared-subscription deliveries a departing session had not completed to
+    /// other members of their groups.
+    pub(crate) fn redistribute_shared(&self, session: &Arc<SessionHandle>) {
+        let pending = session.lock().state.take_shared_undelivered();
+        if pending.is_empty() {
+            return;
+        }
+        let router = self.router.read().unwrap_or_else(|p| p.into_inner());
+        let mut moves = Vec::new();
+        for delivery in pending {
+            let Some(group_key) = delivery.shared_group.clone() else {
+                continue;
+            };
+            let Some((group, filter)) = group_key.split_once('/') else {
+                continue;
+            };
+            let key = RouteKey::Shared(Arc::from(group));
+            if let Some(Route::Shared(shared)) = router.trie.get(filter, &key) {
+                let members = shared.members.lock().unwrap_or_else(|p| p.into_inner());
+                let target = members
+                    .iter()
+                    .find(|m| !Arc::ptr_eq(&m.session, session) && m.session.is_online())
+                    .or_else(|| members.iter().find(|m| !Arc::ptr_eq(&m.session, session)))
+                    .cloned();
+                if let Some(member) = target {
+                    let mut delivery = delivery;
+                    delivery.qos = member.options.qos.min(delivery.message.qos);
+                    delivery.subscription_ids = member.identifier.into_iter().collect();
+                    moves.push((member.session, delivery));
+                }
+            }
+        }
+        drop(router);
+        for (target, delivery) in moves {
+            target.deliver(delivery, self.queue_limits(), &self.metrics);
+        }
+    }
+}
+
+/// Merges the targets of one message: one delivery per session for its normal
+/// subscriptions (max QoS, OR of retain, all identifiers), plus one per shared group.
+fn merge_overlapping(
+    message: &Arc<Message>,
+    mut targets: Vec<Target>,
+) -> Vec<(Arc<SessionHandle>, Delivery)> {
+    if targets.len() > 1 {
+        targets.sort_by_key(|t| (t.shared_group.is_some(), Arc::as_ptr(&t.session) as usize));
+    }
+    let mut merged: Vec<(Arc<SessionHandle>, Delivery)> = Vec::with_capacity(targets.len());
+    for target in targets {
+        if target.shared_group.is_none()
+            && let Some((last_session, last)) = merged.last_mut()
+            && last.shared_group.is_none()
+            && Arc::ptr_eq(last_session, &target.session)
+        {
+            last.qos = last.qos.max(target.qos);
+            last.retain |= target.retain;
+            last.subscription_ids.extend(target.identifier);
+            continue;
+        }
+        merged.push((
+            target.session,
+            Delivery {
+                message: message.clone(),
+                qos: target.qos,
+                retain: target.retain,
+                subscription_ids: target.identifier.into_iter().collect(),
+                shared_group: target.shared_group,
+            },
+        ));
+    }
+    merged
+}

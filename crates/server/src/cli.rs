@@ -1,0 +1,201 @@
+//! The command line: `serve` (the default), `check-config` and `hash-password`.
+//!
+//! Flags and their `FERRYMQ_*` environment variables are merged by clap (a flag beats its
+//! variable); the result becomes [`Overrides`] on top of the config file. Values are checked
+//! here, so a bad `--mqtt-listen` or `FERRYMQ_LOG_LEVEL` is a usage error before anything
+//! starts.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::builder::BoolishValueParser;
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{self, ConfigError, Overrides, Settings};
+
+/// FerryMQ: an MQTT broker for the web (MQTT 3.1, 3.1.1 and 5.0 over TCP).
+///
+/// With no subcommand, `ferrymq` runs `ferrymq serve` with the built-in defaults (plus any
+/// FERRYMQ_* environment variables): MQTT on 0.0.0.0:1883, data in ./data, and the user
+/// guest/guest usable from loopback only.
+#[derive(Debug, Parser)]
+#[command(name = "ferrymq", version, propagate_version = true)]
+pub struct Cli {
+    /// What to do (default: serve).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the broker (the default when no subcommand is given).
+    ///
+    /// Settings come from, highest priority first: these flags, FERRYMQ_* environment
+    /// variables, the config file, the built-in defaults. See docs/configuration.md.
+    Serve(ServeArgs),
+    /// Check a config file without starting the broker.
+    ///
+    /// Prints `FILE: ok` and exits 0, or prints every problem as `FILE:LINE:COLUMN: message`
+    /// and exits 1.
+    CheckConfig(CheckConfigArgs),
+    /// Print an argon2id hash of a password, for `password_hash` in [[auth.users]].
+    ///
+    /// Without an argument the password is read from the first line of standard input,
+    /// which keeps it out of shell history: `ferrymq hash-password < secret.txt`.
+    HashPassword(HashPasswordArgs),
+}
+
+/// `ferrymq serve`
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServeArgs {
+    /// Config file (TOML); without one, the built-in defaults apply.
+    #[arg(long, value_name = "FILE", env = "FERRYMQ_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// MQTT-over-TCP listen address; repeat for several. Replaces the file's mqtt.listen.
+    /// The environment variable takes a comma-separated list.
+    #[arg(
+        long,
+        value_name = "ADDR:PORT",
+        env = "FERRYMQ_MQTT_LISTEN",
+        value_delimiter = ',',
+        value_parser = parse_listen_addr
+    )]
+    pub mqtt_listen: Vec<SocketAddr>,
+
+    /// Data directory (server.data_dir).
+    #[arg(long, value_name = "DIR", env = "FERRYMQ_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Accept clients that send no username (auth.allow_anonymous). `--allow-anonymous=false`
+    /// turns it off; the environment variable takes true/false/1/0.
+    #[arg(
+        long,
+        value_name = "BOOL",
+        env = "FERRYMQ_ALLOW_ANONYMOUS",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_parser = BoolishValueParser::new()
+    )]
+    pub allow_anonymous: Option<bool>,
+
+    /// Log filter: error, warn, info, debug, trace, or e.g. "info,ferrymq_broker=debug"
+    /// (server.log_level).
+    #[arg(long, value_name = "LEVEL", env = "FERRYMQ_LOG_LEVEL", value_parser = parse_log_level)]
+    pub log_level: Option<String>,
+}
+
+/// `ferrymq check-config`
+#[derive(Debug, Clone, Args)]
+pub struct CheckConfigArgs {
+    /// The config file to check.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+}
+
+/// `ferrymq hash-password`
+#[derive(Debug, Clone, Args)]
+pub struct HashPasswordArgs {
+    /// The password; read from standard input when absent.
+    #[arg(value_name = "PASSWORD")]
+    pub password: Option<String>,
+}
+
+impl Cli {
+    /// Parses the process's arguments (exiting with a usage message on error) and returns
+    /// the command to run, `serve` when none was named.
+    pub fn command_from_args() -> Command {
+        match Cli::parse().command {
+            Some(command) => command,
+            // Parsed rather than `ServeArgs::default()` so that FERRYMQ_* variables apply.
+            None => Cli::parse_from(["ferrymq", "serve"])
+                .command
+                .unwrap_or(Command::Serve(ServeArgs::default())),
+        }
+    }
+}
+
+impl ServeArgs {
+    /// The flag / environment values as config overrides.
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            mqtt_listen: (!self.mqtt_listen.is_empty()).then(|| self.mqtt_listen.clone()),
+            data_dir: self.data_dir.clone(),
+            allow_anonymous: self.allow_anonymous,
+            log_level: self.log_level.clone(),
+        }
+    }
+
+    /// Reads the config file (if any) and applies the overrides.
+    pub fn settings(&self) -> Result<Settings, ConfigError> {
+        Settings::load(self.config.as_deref(), &self.overrides())
+    }
+}
+
+impl CheckConfigArgs {
+    /// Runs `check-config`: `FILE: ok` on `out`, or the problems on `err`.
+    pub fn run(&self, out: &mut dyn Write, err: &mut dyn Write) -> ExitCode {
+        // A failed write to stdout/stderr leaves nobody to tell; the exit code still says it.
+        match config::load_file(&self.file) {
+            Ok(_) => {
+                let _ = writeln!(out, "{}: ok", self.file.display());
+                ExitCode::SUCCESS
+            }
+            Err(problems) => {
+                let _ = writeln!(err, "{problems}");
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+impl HashPasswordArgs {
+    /// Runs `hash-password`, reading the password from `input` when it was not given.
+    pub fn run(
+        self,
+        input: &mut dyn BufRead,
+        out: &mut dyn Write,
+        err: &mut dyn Write,
+    ) -> ExitCode {
+        let password = match self.password {
+            Some(password) => password,
+            None => {
+                if std::io::stdin().is_terminal() {
+                    // No echo suppression without a terminal library; say so.
+                    let _ = write!(err, "Password (will be echoed): ");
+                    let _ = err.flush();
+                }
+                let mut line = String::new();
+                if let Err(e) = input.read_line(&mut line) {
+                    let _ = writeln!(err, "ferrymq: error: cannot read the password: {e}");
+                    return ExitCode::FAILURE;
+                }
+                let trimmed = line.strip_suffix('\n').unwrap_or(&line);
+                trimmed.strip_suffix('\r').unwrap_or(trimmed).to_owned()
+            }
+        };
+        if password.is_empty() {
+            let _ = writeln!(err, "ferrymq: error: the password is empty");
+            return ExitCode::FAILURE;
+        }
+        let _ = writeln!(out, "{}", ferrymq_auth::hash_password(&password));
+        ExitCode::SUCCESS
+    }
+}
+
+fn parse_listen_addr(value: &str) -> Result<SocketAddr, String> {
+    value.trim().parse().map_err(|_| {
+        format!("{value:?} is not an IP:PORT address such as 0.0.0.0:1883 or [::]:1883")
+    })
+}
+
+fn parse_log_level(value: &str) -> Result<String, String> {
+    config::check_log_level(value).map(|()| value.to_owned())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,119 @@
+//! The config file's schema, exactly as `ferrymq.example.toml` documents it.
+//!
+//! Every key is optional and every value keeps its source span (`Spanned`) so that a
+//! semantic error can point at the offending line. Integers are read as `i64` (TOML's own
+//! integer type) and range-checked in `resolve`, which gives better messages than serde's
+//! "invalid value: integer `70000`, expected u16". Unknown keys are errors everywhere: a
+//! misspelt key silently falling back to its default is the worst kind of config bug.
+
+use std::fmt;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use toml::Spanned;
+
+/// A config file as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct ConfigFile {
+    pub(crate) server: ServerSection,
+    pub(crate) mqtt: MqttSection,
+    pub(crate) auth: AuthSection,
+    pub(crate) limits: LimitsSection,
+}
+
+/// `[server]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct ServerSection {
+    pub(crate) data_dir: Option<Spanned<String>>,
+    pub(crate) log_level: Option<Spanned<String>>,
+    pub(crate) shutdown_grace_secs: Option<Spanned<i64>>,
+}
+
+/// `[mqtt]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct MqttSection {
+    pub(crate) listen: Option<Spanned<ListenAddrs>>,
+    pub(crate) connect_timeout_secs: Option<Spanned<i64>>,
+    pub(crate) keep_alive_grace: Option<Spanned<f64>>,
+    pub(crate) server_keep_alive_secs: Option<Spanned<i64>>,
+    pub(crate) max_session_expiry_secs: Option<Spanned<i64>>,
+    pub(crate) retain_available: Option<Spanned<bool>>,
+    pub(crate) shared_subscriptions_available: Option<Spanned<bool>>,
+    pub(crate) maximum_qos: Option<Spanned<i64>>,
+}
+
+/// `[auth]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct AuthSection {
+    pub(crate) allow_anonymous: Option<Spanned<bool>>,
+    pub(crate) users: Vec<Spanned<UserEntry>>,
+}
+
+/// One `[[auth.users]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct UserEntry {
+    pub(crate) name: Spanned<String>,
+    pub(crate) password_hash: Spanned<String>,
+    #[serde(default)]
+    pub(crate) loopback_only: Option<Spanned<bool>>,
+}
+
+/// `[limits]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct LimitsSection {
+    pub(crate) max_packet_size: Option<Spanned<i64>>,
+    pub(crate) max_connect_packet_size: Option<Spanned<i64>>,
+    pub(crate) max_inflight: Option<Spanned<i64>>,
+    pub(crate) max_queued_messages: Option<Spanned<i64>>,
+    pub(crate) max_queued_bytes: Option<Spanned<i64>>,
+    pub(crate) max_topic_length: Option<Spanned<i64>>,
+    pub(crate) max_topic_levels: Option<Spanned<i64>>,
+    pub(crate) max_client_id_length: Option<Spanned<i64>>,
+    pub(crate) max_subscriptions_per_session: Option<Spanned<i64>>,
+    pub(crate) max_connections: Option<Spanned<i64>>,
+    pub(crate) topic_alias_maximum: Option<Spanned<i64>>,
+}
+
+/// `mqtt.listen`: "one address or a list". A single string is spanned by the enclosing
+/// `Spanned`; list elements carry their own spans so that the bad one can be pointed at.
+#[derive(Debug)]
+pub(crate) enum ListenAddrs {
+    One(String),
+    Many(Vec<Spanned<String>>),
+}
+
+impl<'de> Deserialize<'de> for ListenAddrs {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        // Hand-written rather than `#[serde(untagged)]`, whose error ("data did not match
+        // any variant") would not say what is expected.
+        struct ListenVisitor;
+
+        impl<'de> Visitor<'de> for ListenVisitor {
+            type Value = ListenAddrs;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(r#"an address such as "0.0.0.0:1883", or a list of them"#)
+            }
+
+            fn visit_str<E: de::Error>(self, value: &str) -> Result<ListenAddrs, E> {
+                Ok(ListenAddrs::One(value.to_owned()))
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<ListenAddrs, A::Error> {
+                let mut addrs = Vec::with_capacity(seq.size_hint().unwrap_or(1).min(64));
+                while let Some(addr) = seq.next_element()? {
+                    addrs.push(addr);
+                }
+                Ok(ListenAddrs::Many(addrs))
+            }
+        }
+
+        deserializer.deserialize_any(ListenVisitor)
+    }
+}

@@ -1,0 +1,429 @@
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ferrymq_auth::UserConfig;
+use ferrymq_codec::QoS;
+
+use super::*;
+
+const EXAMPLE: &str = include_str!("../../../../ferrymq.example.toml");
+// argon2id of "alice-secret" with cheap parameters (m=8 KiB, t=1).
+const ALICE_HASH: &str = "$argon2id$v=19$m=8,t=1,p=1$YWxpY2Utc2VjcmV0LXRlc3Qtc2FsdA$IIIuuumCOhX8LRy0FCvFR5bVXgARKxXPg0rDnQyqDYI";
+
+fn problems(source: &str) -> Vec<String> {
+    match parse("f.toml", source) {
+        Ok(settings) => panic!("expected errors, got {settings:?}"),
+        Err(err) => err.to_string().lines().map(str::to_owned).collect(),
+    }
+}
+
+fn one_problem(source: &str) -> String {
+    let problems = problems(source);
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    problems.into_iter().next().unwrap_or_default()
+}
+
+#[test]
+fn empty_file_and_example_file_resolve_to_the_defaults() {
+    let empty = parse("empty.toml", "").unwrap();
+    assert_eq!(empty, Settings::default());
+    assert_eq!(parse("example.toml", EXAMPLE).unwrap(), empty);
+    assert_eq!(
+        Settings::load(None, &Overrides::default()).unwrap(),
+        Settings::default()
+    );
+}
+
+#[test]
+fn defaults_are_the_documented_ones() {
+    let settings = Settings::default();
+    assert_eq!(
+        settings.mqtt_listen,
+        vec!["0.0.0.0:1883".parse::<SocketAddr>().unwrap()]
+    );
+    assert_eq!(settings.data_dir, PathBuf::from("./data"));
+    assert_eq!(settings.log_level, "info");
+    assert_eq!(settings.shutdown_grace, Duration::from_secs(5));
+    assert!(!settings.auth.allow_anonymous);
+    assert!(settings.auth.users.is_empty());
+    assert_eq!(settings.broker.mqtt.server_keep_alive, None);
+    assert_eq!(settings.broker.mqtt.maximum_qos, QoS::ExactlyOnce);
+}
+
+#[test]
+fn every_key_of_the_example_is_accepted_including_the_commented_user() {
+    // Uncomment the [[auth.users]] block (the only commented-out keys) and give it a hash
+    // that verifies.
+    let mut uncommented = String::new();
+    for line in EXAMPLE.lines() {
+        let line = match line.strip_prefix("# ") {
+            Some(rest) if rest.starts_with("[[") || is_assignment(rest) => rest,
+            _ => line,
+        };
+        let line = if line.starts_with("password_hash") {
+            format!("password_hash = \"{ALICE_HASH}\"")
+        } else {
+            line.to_owned()
+        };
+        uncommented.push_str(&line);
+        uncommented.push('\n');
+    }
+    assert!(uncommented.contains("\n[[auth.users]]\nname = \"alice\"\n"));
+    let settings = parse("example.toml", &uncommented).unwrap();
+    assert_eq!(
+        settings.auth.users,
+        vec![UserConfig {
+            name: "alice".into(),
+            password_hash: ALICE_HASH.into(),
+            loopback_only: false,
+        }]
+    );
+}
+
+/// `key = value` with a bare lowercase key (not prose that happens to contain " = ").
+fn is_assignment(line: &str) -> bool {
+    line.split_once(" = ").is_some_and(|(key, _)| {
+        !key.is_empty() && key.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+    })
+}
+
+#[test]
+fn every_key_is_wired_to_its_setting() {
+    let source = format!(
+        r#"
+[server]
+data_dir = "/var/lib/ferrymq"
+log_level = "debug,ferrymq_broker=trace"
+shutdown_grace_secs = 30
+
+[mqtt]
+listen = ["127.0.0.1:1884", "[::1]:1885"]
+connect_timeout_secs = 3
+keep_alive_grace = 2
+server_keep_alive_secs = 60
+max_session_expiry_secs = 3600
+retain_available = false
+shared_subscriptions_available = false
+maximum_qos = 1
+
+[auth]
+allow_anonymous = true
+
+[[auth.users]]
+name = "alice"
+password_hash = "{ALICE_HASH}"
+loopback_only = true
+
+[[auth.users]]
+name = "bob"
+password_hash = "{ALICE_HASH}"
+
+[limits]
+max_packet_size = 2000000
+max_connect_packet_size = 1000
+max_inflight = 10
+max_queued_messages = 11
+max_queued_bytes = 12
+max_topic_length = 13
+max_topic_levels = 14
+max_client_id_length = 23
+max_subscriptions_per_session = 16
+max_connections = 17
+topic_alias_maximum = 0
+"#
+    );
+    let s = parse("full.toml", &source).unwrap();
+    assert_eq!(s.data_dir, PathBuf::from("/var/lib/ferrymq"));
+    assert_eq!(s.log_level, "debug,ferrymq_broker=trace");
+    assert_eq!(s.shutdown_grace, Duration::from_secs(30));
+    assert_eq!(
+        s.mqtt_listen,
+        vec![
+            "127.0.0.1:1884".parse::<SocketAddr>().unwrap(),
+            "[::1]:1885".parse().unwrap()
+        ]
+    );
+    let m = &s.broker.mqtt;
+    assert_eq!(m.connect_timeout, Duration::from_secs(3));
+    assert_eq!(m.keep_alive_grace, 2.0);
+    assert_eq!(m.server_keep_alive, Some(60));
+    assert_eq!(m.max_session_expiry, 3600);
+    assert!(!m.retain_available);
+    assert!(!m.shared_subscriptions_available);
+    assert_eq!(m.maximum_qos, QoS::AtLeastOnce);
+    assert!(s.auth.allow_anonymous);
+    assert_eq!(s.auth.users.len(), 2);
+    assert!(s.auth.users[0].loopback_only);
+    assert_eq!(s.auth.users[1].name, "bob");
+    assert!(
+        !s.auth.users[1].loopback_only,
+        "loopback_only defaults to false"
+    );
+    let l = &s.broker.limits;
+    assert_eq!(
+        (l.max_packet_size, l.max_connect_packet_size, l.max_inflight),
+        (2_000_000, 1000, 10)
+    );
+    assert_eq!((l.max_queued_messages, l.max_queued_bytes), (11, 12));
+    assert_eq!((l.max_topic_length, l.max_topic_levels), (13, 14));
+    assert_eq!(l.max_client_id_length, 23);
+    assert_eq!(l.max_subscriptions_per_session, 16);
+    assert_eq!(l.max_connections, 17);
+    assert_eq!(l.topic_alias_maximum, 0);
+}
+
+#[test]
+fn listen_takes_one_address_or_a_list() {
+    let one = parse("f.toml", "[mqtt]\nlisten = \"127.0.0.1:1\"\n").unwrap();
+    assert_eq!(one.mqtt_listen, vec!["127.0.0.1:1".parse().unwrap()]);
+    let none = parse("f.toml", "[mqtt]\nlisten = []\n").unwrap();
+    assert!(none.mqtt_listen.is_empty());
+    assert_eq!(
+        one_problem("[mqtt]\nlisten = 1883\n"),
+        "f.toml:2:10: mqtt.listen: invalid type: integer `1883`, expected an address such as \"0.0.0.0:1883\", or a list of them"
+    );
+}
+
+#[test]
+fn bad_listen_addresses_are_pointed_at() {
+    assert_eq!(
+        problems(
+            "[mqtt]\nlisten = [\n  \"0.0.0.0:1883\",\n  \"localhost:1883\",\n  \"0.0.0.0:1883\",\n]\n"
+        ),
+        vec![
+            "f.toml:4:3: mqtt.listen: \"localhost:1883\" is not an IP:PORT address (such as \"0.0.0.0:1883\" or \"[::]:1883\")",
+            "f.toml:5:3: mqtt.listen: 0.0.0.0:1883 is listed twice",
+        ]
+    );
+    assert!(one_problem("[mqtt]\nlisten = \"0.0.0.0\"\n").starts_with("f.toml:2:10: mqtt.listen:"));
+}
+
+#[test]
+fn server_keep_alive_zero_means_none() {
+    let s = parse("f.toml", "[mqtt]\nserver_keep_alive_secs = 0\n").unwrap();
+    assert_eq!(s.broker.mqtt.server_keep_alive, None);
+    let s = parse("f.toml", "[mqtt]\nserver_keep_alive_secs = 65535\n").unwrap();
+    assert_eq!(s.broker.mqtt.server_keep_alive, Some(65535));
+}
+
+#[test]
+fn unknown_keys_are_errors_with_their_location() {
+    assert_eq!(
+        one_problem("[server]\nlog_levle = \"info\"\n"),
+        "f.toml:2:1: unknown field `log_levle`, expected one of `data_dir`, `log_level`, `shutdown_grace_secs`"
+    );
+    assert!(one_problem("[limit]\n").starts_with("f.toml:1:2: unknown field `limit`"));
+    assert!(
+        one_problem("\n\n[mqtt]\nport = 1883\n").starts_with("f.toml:4:1: unknown field `port`")
+    );
+    let user =
+        format!("[[auth.users]]\nname = \"a\"\npassword_hash = \"{ALICE_HASH}\"\nadmin = true\n");
+    assert!(one_problem(&user).starts_with("f.toml:4:1: unknown field `admin`"));
+}
+
+#[test]
+fn syntax_and_type_errors_have_a_location() {
+    assert!(one_problem("[mqtt\n").starts_with("f.toml:1:6: "));
+    assert!(one_problem("[mqtt]\nmaximum_qos = \n").starts_with("f.toml:2:"));
+    assert_eq!(
+        one_problem("[mqtt]\nmaximum_qos = \"2\"\n"),
+        "f.toml:2:15: mqtt.maximum_qos: invalid type: string \"2\", expected an integer"
+    );
+    assert_eq!(
+        one_problem("[auth]\nallow_anonymous = \"yes\"\n"),
+        "f.toml:2:19: auth.allow_anonymous: invalid type: string \"yes\", expected true or false"
+    );
+    assert!(
+        one_problem("[[auth.users]]\nname = \"alice\"\n").contains("missing field `password_hash`")
+    );
+}
+
+#[test]
+fn out_of_range_values_are_errors_with_their_location() {
+    for (source, expected) in [
+        (
+            "[limits]\nmax_inflight = 0",
+            "2:16: limits.max_inflight must be between 1 and 65535, not 0",
+        ),
+        (
+            "[limits]\nmax_inflight = 65536",
+            "2:16: limits.max_inflight must be between 1 and 65535, not 65536",
+        ),
+        (
+            "[mqtt]\nmaximum_qos = 3",
+            "2:15: mqtt.maximum_qos must be between 0 and 2, not 3",
+        ),
+        (
+            "[mqtt]\nconnect_timeout_secs = 0",
+            "2:24: mqtt.connect_timeout_secs must be at least 1, not 0",
+        ),
+        (
+            "[mqtt]\nserver_keep_alive_secs = 65536",
+            "2:26: mqtt.server_keep_alive_secs must be between 0 and 65535, not 65536",
+        ),
+        (
+            "[mqtt]\nmax_session_expiry_secs = -1",
+            "2:27: mqtt.max_session_expiry_secs must be between 0 and 4294967295, not -1",
+        ),
+        (
+            "[server]\nshutdown_grace_secs = -5",
+            "2:23: server.shutdown_grace_secs must be at least 0, not -5",
+        ),
+        (
+            "[limits]\nmax_client_id_length = 22",
+            "2:24: limits.max_client_id_length must be between 23 and 65535, not 22",
+        ),
+        (
+            "[limits]\nmax_packet_size = 268435461",
+            "2:19: limits.max_packet_size must be between 1 and 268435460, not 268435461",
+        ),
+        (
+            "[limits]\nmax_queued_messages = 0",
+            "2:23: limits.max_queued_messages must be at least 1, not 0",
+        ),
+        (
+            "[limits]\ntopic_alias_maximum = 70000",
+            "2:23: limits.topic_alias_maximum must be between 0 and 65535, not 70000",
+        ),
+        (
+            "[server]\ndata_dir = \"\"",
+            "2:12: server.data_dir must not be empty",
+        ),
+    ] {
+        assert_eq!(
+            one_problem(source),
+            format!("f.toml:{expected}"),
+            "{source}"
+        );
+    }
+}
+
+#[test]
+fn keep_alive_grace_must_be_at_least_one() {
+    for bad in ["0.5", "0.999", "-1.0", "nan", "inf"] {
+        let problem = one_problem(&format!("[mqtt]\nkeep_alive_grace = {bad}\n"));
+        assert!(
+            problem.starts_with("f.toml:2:20: mqtt.keep_alive_grace must be"),
+            "{problem}"
+        );
+    }
+    let s = parse("f.toml", "[mqtt]\nkeep_alive_grace = 1.0\n").unwrap();
+    assert_eq!(s.broker.mqtt.keep_alive_grace, 1.0);
+}
+
+#[test]
+fn connect_packet_limit_must_fit_the_packet_limit() {
+    assert_eq!(
+        one_problem("[limits]\nmax_packet_size = 1000\nmax_connect_packet_size = 2000\n"),
+        "f.toml:3:27: limits.max_connect_packet_size (2000) must not exceed limits.max_packet_size (1000)"
+    );
+    // Lowering only max_packet_size below the default connect limit points at it.
+    assert_eq!(
+        one_problem("[limits]\nmax_packet_size = 1000\n"),
+        "f.toml:2:19: limits.max_connect_packet_size (65536) must not exceed limits.max_packet_size (1000)"
+    );
+}
+
+#[test]
+fn bad_log_levels_are_rejected() {
+    assert!(
+        one_problem("[server]\nlog_level = \"inof\"\n")
+            .starts_with("f.toml:2:13: server.log_level: unknown log level \"inof\"")
+    );
+    assert!(
+        one_problem("[server]\nlog_level = \"\"\n").starts_with("f.toml:2:13: server.log_level:")
+    );
+    for good in [
+        "error",
+        "WARN",
+        "info,ferrymq_broker=debug",
+        "ferrymq_broker::router=trace",
+        "off",
+        "debug,",
+    ] {
+        assert_eq!(check_log_level(good), Ok(()), "{good}");
+    }
+    for bad in ["inof", "ferrymq_broker", "info,=", "info,x=verbose"] {
+        assert!(check_log_level(bad).is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn bad_users_are_pointed_at() {
+    let source = format!(
+        "[[auth.users]]\nname = \"alice\"\npassword_hash = \"plain\"\n\n\
+         [[auth.users]]\nname = \"vhost:bob\"\npassword_hash = \"{ALICE_HASH}\"\n\n\
+         [[auth.users]]\nname = \"alice\"\npassword_hash = \"{ALICE_HASH}\"\n"
+    );
+    let problems = problems(&source);
+    assert_eq!(problems.len(), 3, "{problems:?}");
+    assert!(problems[0].starts_with("f.toml:3:17: auth.users: user \"alice\": password_hash is not a valid argon2 PHC string"), "{}", problems[0]);
+    assert!(
+        problems[1]
+            .starts_with("f.toml:6:8: auth.users: user \"vhost:bob\": a name must not contain ':'"),
+        "{}",
+        problems[1]
+    );
+    assert!(
+        problems[2]
+            .starts_with("f.toml:10:8: auth.users: user \"alice\" is defined more than once"),
+        "{}",
+        problems[2]
+    );
+}
+
+#[test]
+fn every_semantic_problem_is_reported_in_file_order() {
+    let problems =
+        problems("[limits]\nmax_inflight = 0\n\n[mqtt]\nmaximum_qos = 3\nlisten = \"x\"\n");
+    assert_eq!(problems.len(), 3, "{problems:?}");
+    assert!(problems[0].starts_with("f.toml:2:"));
+    assert!(problems[1].starts_with("f.toml:5:"));
+    assert!(problems[2].starts_with("f.toml:6:"));
+}
+
+#[test]
+fn overrides_beat_the_file() {
+    let mut settings = parse(
+        "f.toml",
+        "[server]\ndata_dir = \"/a\"\nlog_level = \"warn\"\n[mqtt]\nlisten = [\"127.0.0.1:1\", \"127.0.0.1:2\"]\n[auth]\nallow_anonymous = true\n",
+    )
+    .unwrap();
+    let from_file = settings.clone();
+    settings.apply(&Overrides::default());
+    assert_eq!(settings, from_file, "no override changes nothing");
+
+    settings.apply(&Overrides {
+        mqtt_listen: Some(vec!["127.0.0.1:3".parse().unwrap()]),
+        data_dir: Some(PathBuf::from("/b")),
+        allow_anonymous: Some(false),
+        log_level: Some("debug".into()),
+    });
+    assert_eq!(settings.mqtt_listen, vec!["127.0.0.1:3".parse().unwrap()]);
+    assert_eq!(settings.data_dir, PathBuf::from("/b"));
+    assert!(!settings.auth.allow_anonymous);
+    assert_eq!(settings.log_level, "debug");
+}
+
+#[test]
+fn unreadable_files_are_reported_without_a_position() {
+    let err = load_file(Path::new("/nonexistent/ferrymq.toml")).unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("/nonexistent/ferrymq.toml: cannot read the file: "),
+        "{err}"
+    );
+}
+
+#[test]
+fn locations_count_lines_and_characters() {
+    let source = "a\nbé = 1\n";
+    assert_eq!(Location::of(source, 0), Location { line: 1, column: 1 });
+    assert_eq!(Location::of(source, 2), Location { line: 2, column: 1 });
+    // 'é' is two bytes but one column; offset 6 is the '='... after "bé ".
+    assert_eq!(Location::of(source, 6), Location { line: 2, column: 4 });
+    // Inside a multi-byte character, and past the end: clamped, no panic.
+    assert_eq!(Location::of(source, 4), Location { line: 2, column: 2 });
+    assert_eq!(Location::of(source, 100), Location { line: 3, column: 1 });
+}

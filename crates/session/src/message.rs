@@ -1,0 +1,120 @@
+//! Application messages as the broker routes them, and one message's delivery to one session.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use ferrymq_codec::{LastWill, Publish, PublishProperties, QoS};
+
+/// An application message after it was received: shared by every subscriber it is routed to
+/// (one allocation per publish, whatever the fan-out).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub topic: Arc<str>,
+    pub payload: Bytes,
+    /// QoS the publisher used; a delivery never exceeds it.
+    pub qos: QoS,
+    pub retain: bool,
+    /// Forwarded properties. Topic Alias and Subscription Identifiers are per delivery and
+    /// kept empty here; Message Expiry Interval is recomputed from `expires_at` on each send.
+    pub properties: PublishProperties,
+    /// Absolute deadline from the Message Expiry Interval [MQTT-3.3.2-5].
+    pub expires_at: Option<Instant>,
+    /// Client id of the publisher, for No Local [MQTT-3.8.3-3].
+    pub publisher: Option<Arc<str>>,
+}
+
+impl Message {
+    /// Builds the routed message from a received PUBLISH whose topic alias was already resolved.
+    pub fn from_publish(publish: Publish, now: Instant, publisher: Option<Arc<str>>) -> Message {
+        let mut properties = publish.properties;
+        properties.topic_alias = None;
+        properties.subscription_identifiers.clear();
+        let expires_at = properties
+            .message_expiry_interval
+            .map(|secs| now + Duration::from_secs(u64::from(secs)));
+        Message {
+            topic: Arc::from(publish.topic),
+            payload: publish.payload,
+            qos: publish.qos,
+            retain: publish.retain,
+            properties,
+            expires_at,
+            publisher,
+        }
+    }
+
+    /// The message a will turns into when it is published.
+    pub fn from_will(will: LastWill, now: Instant, publisher: Option<Arc<str>>) -> Message {
+        let props = will.properties;
+        let properties = PublishProperties {
+            payload_format_indicator: props.payload_format_indicator,
+            message_expiry_interval: props.message_expiry_interval,
+            topic_alias: None,
+            response_topic: props.response_topic,
+            correlation_data: props.correlation_data,
+            user_properties: props.user_properties,
+            subscription_identifiers: Vec::new(),
+            content_type: props.content_type,
+        };
+        let expires_at = properties
+            .message_expiry_interval
+            .map(|secs| now + Duration::from_secs(u64::from(secs)));
+        Message {
+            topic: Arc::from(will.topic),
+            payload: will.payload,
+            qos: will.qos,
+            retain: will.retain,
+            properties,
+            expires_at,
+            publisher,
+        }
+    }
+
+    pub fn is_expired(&self, now: Instant) -> bool {
+        self.expires_at.is_some_and(|deadline| deadline <= now)
+    }
+
+    /// Message Expiry Interval to put on a forwarded copy: the received interval minus the
+    /// time the message has waited in the server [MQTT-3.3.2-6], rounded up so that a message
+    /// that is not yet expired never goes out with 0.
+    pub fn remaining_expiry(&self, now: Instant) -> Option<u32> {
+        self.expires_at.map(|deadline| {
+            let left = deadline.saturating_duration_since(now);
+            let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
+            u32::try_from(secs).unwrap_or(u32::MAX)
+        })
+    }
+
+    /// Bytes this message accounts for in a queue: payload, topic and variable properties.
+    pub fn weight(&self) -> usize {
+        let props = &self.properties;
+        let user: usize = props
+            .user_properties
+            .iter()
+            .map(|(k, v)| k.len() + v.len())
+            .sum();
+        self.payload.len()
+            + self.topic.len()
+            + user
+            + props.response_topic.as_ref().map_or(0, String::len)
+            + props.correlation_data.as_ref().map_or(0, Bytes::len)
+            + props.content_type.as_ref().map_or(0, String::len)
+    }
+}
+
+/// One message on its way to one session, with what that session's subscriptions decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub message: Arc<Message>,
+    /// min(publish QoS, highest granted QoS among the matching subscriptions).
+    pub qos: QoS,
+    /// The RETAIN flag to send: set for retained messages sent at subscribe time, and on
+    /// live messages only when a matching subscription asked for Retain As Published.
+    pub retain: bool,
+    /// Subscription Identifiers of every matching subscription that has one [MQTT-3.3.4-4].
+    pub subscription_ids: Vec<u32>,
+    /// The shared-subscription group (`group/filter`) this delivery was chosen for, so that
+    /// it can go to another member if this session leaves before acknowledging it.
+    pub shared_group: Option<Arc<str>>,
+}

@@ -1,0 +1,388 @@
+//! What a session remembers across connections [MQTT-4.1]: subscriptions, the queue of
+//! messages waiting for the client, QoS 1/2 messages in flight towards it, the packet
+//! identifiers of QoS 2 messages received but not yet released, and when it expires.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ferrymq_codec::{LastWill, Packet, PacketId, PubRel, QoS, ReasonCode, SubscriptionOptions};
+
+use crate::connection::ConnectionState;
+use crate::message::Delivery;
+
+/// One subscription as the session remembers it (the broker's index holds the same).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Subscription {
+    pub options: SubscriptionOptions,
+    pub identifier: Option<u32>,
+}
+
+/// Bounds of one session's queue. Overflow drops the oldest QoS 0 message first; when none is
+/// left, new messages are refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueLimits {
+    pub max_messages: usize,
+    pub max_bytes: usize,
+}
+
+/// Messages [`SessionState::poll_transmit`] took off the queue without sending.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Dropped {
+    /// Their Message Expiry Interval passed while they waited [MQTT-3.3.2-5].
+    pub expired: usize,
+    /// Larger than the client's Maximum Packet Size [MQTT-3.1.2-25].
+    pub too_large: usize,
+}
+
+/// What happened to a delivery offered to [`SessionState::enqueue`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enqueue {
+    Queued,
+    /// Queued after dropping this many older QoS 0 messages to make room.
+    QueuedAfterDropping(usize),
+    /// The queue is full of QoS 1/2 messages: this delivery was not taken.
+    Refused,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(
+    clippy::enum_variant_names,
+    reason = "the variants are the packet names of the spec"
+)]
+enum AwaitedAck {
+    /// QoS 1 PUBLISH sent, waiting for PUBACK.
+    PubAck,
+    /// QoS 2 PUBLISH sent, waiting for PUBREC.
+    PubRec,
+    /// PUBREL sent, waiting for PUBCOMP.
+    PubComp,
+}
+
+#[derive(Debug, Clone)]
+struct Inflight {
+    packet_id: PacketId,
+    delivery: Delivery,
+    stage: AwaitedAck,
+}
+
+/// The persistent part of a session. The broker keeps it behind a mutex; every method is a
+/// short, non-blocking state transition.
+#[derive(Debug)]
+pub struct SessionState {
+    pub client_id: Arc<str>,
+    /// Raw filter as subscribed (including any `$share/group/` prefix) -> subscription.
+    pub subscriptions: HashMap<String, Subscription>,
+    /// Session Expiry Interval in seconds; `u32::MAX` never expires [MQTT-3.1.2-11].
+    pub expiry_interval: u32,
+    /// The will of the current (or last) connection; taken when published or discarded.
+    pub will: Option<LastWill>,
+    /// When the last connection ended; `None` while a client is connected.
+    pub disconnected_at: Option<Instant>,
+    queue: VecDeque<Delivery>,
+    queued_bytes: usize,
+    inflight: VecDeque<Inflight>,
+    next_packet_id: PacketId,
+    inbound_qos2: HashSet<PacketId>,
+}
+
+impl SessionState {
+    pub fn new(client_id: Arc<str>) -> SessionState {
+        SessionState {
+            client_id,
+            subscriptions: HashMap::new(),
+            expiry_interval: 0,
+            will: None,
+            disconnected_at: None,
+            queue: VecDeque::new(),
+            queued_bytes: 0,
+            inflight: VecDeque::new(),
+            next_packet_id: 1,
+            inbound_qos2: HashSet::new(),
+        }
+    }
+
+    pub fn queued_len(&self) -> usize {
+        self.queue.len()
+    }
+
+    pub fn queued_bytes(&self) -> usize {
+        self.queued_bytes
+    }
+
+    pub fn inflight_len(&self) -> usize {
+        self.inflight.len()
+    }
+
+    /// Whether the session has work for its connection: queued messages to send.
+    pub fn has_pending(&self) -> bool {
+        !self.queue.is_empty()
+    }
+
+    /// The instant the session expires, once disconnected [MQTT-4.1.0-2]. `None` while
+    /// connected or when it never expires.
+    pub fn expires_at(&self) -> Option<Instant> {
+        let since = self.disconnected_at?;
+        if self.expiry_interval == u32::MAX {
+            return None;
+        }
+        Some(since + Duration::from_secs(u64::from(self.expiry_interval)))
+    }
+
+    /// When the will of a disconnected session is due: after its Will Delay Interval, or when
+    /// the session ends, whichever is first [MQTT-3.1.3-9].
+    pub fn will_due_at(&self) -> Option<Instant> {
+        let since = self.disconnected_at?;
+        let will = self.will.as_ref()?;
+        let delay =
+            Duration::from_secs(u64::from(will.properties.will_delay_interval.unwrap_or(0)));
+        let due = since + delay;
+        Some(match self.expires_at() {
+            Some(expiry) if expiry < due => expiry,
+            _ => due,
+        })
+    }
+
+    /// Offers a delivery to the queue, applying the overflow policy.
+    pub fn enqueue(&mut self, delivery: Delivery, limits: QueueLimits) -> Enqueue {
+        let weight = delivery.message.weight();
+        let mut dropped = 0;
+        while self.queue.len() >= limits.max_messages
+            || self.queued_bytes.saturating_add(weight) > limits.max_bytes
+        {
+            if delivery.qos == QoS::AtMostOnce && !self.has_queued_qos0() {
+                return Enqueue::Refused;
+            }
+            match self.drop_oldest_qos0() {
+                true => dropped += 1,
+                false => return Enqueue::Refused,
+            }
+        }
+        self.queued_bytes += weight;
+        self.queue.push_back(delivery);
+        match dropped {
+            0 => Enqueue::Queued,
+            n => Enqueue::QueuedAfterDropping(n),
+        }
+    }
+
+    fn has_queued_qos0(&self) -> bool {
+        self.queue.iter().any(|d| d.qos == QoS::AtMostOnce)
+    }
+
+    fn drop_oldest_qos0(&mut self) -> bool {
+        let Some(index) = self.queue.iter().position(|d| d.qos == QoS::AtMostOnce) else {
+            return false;
+        };
+        if let Some(removed) = self.queue.remove(index) {
+            self.queued_bytes -= removed.message.weight();
+        }
+        true
+    }
+
+    /// Drops QoS 0 messages from the queue: they are not kept for a disconnected client.
+    pub fn discard_queued_qos0(&mut self) {
+        let before = self.queue.len();
+        self.queue.retain(|d| d.qos != QoS::AtMostOnce);
+        if self.queue.len() != before {
+            self.queued_bytes = self.queue.iter().map(|d| d.message.weight()).sum();
+        }
+    }
+
+    /// Moves queued messages onto the wire as far as the client's Receive Maximum and our
+    /// in-flight cap allow [MQTT-4.9.0-2]. Expired messages are dropped [MQTT-3.3.2-5];
+    /// messages larger than the client's Maximum Packet Size are dropped [MQTT-3.1.2-25].
+    /// Returns what was dropped.
+    pub fn poll_transmit(
+        &mut self,
+        conn: &mut ConnectionState,
+        now: Instant,
+        max_inflight: u16,
+        out: &mut Vec<Packet>,
+    ) -> Dropped {
+        let window = usize::from(conn.client_receive_maximum.min(max_inflight).max(1));
+        let mut dropped = Dropped::default();
+        while let Some(front) = self.queue.front() {
+            if front.qos != QoS::AtMostOnce && self.inflight.len() >= window {
+                break;
+            }
+            let Some(delivery) = self.queue.pop_front() else {
+                break;
+            };
+            self.queued_bytes -= delivery.message.weight();
+            if delivery.message.is_expired(now) {
+                dropped.expired += 1;
+                continue;
+            }
+            let packet_id = match delivery.qos {
+                QoS::AtMostOnce => None,
+                _ => match self.allocate_packet_id() {
+                    Some(id) => Some(id),
+                    None => {
+                        // Every identifier is in use: wait for acknowledgements.
+                        self.queued_bytes += delivery.message.weight();
+                        self.queue.push_front(delivery);
+                        break;
+                    }
+                },
+            };
+            let Some(publish) = conn.build_publish(&delivery, packet_id, false, now) else {
+                dropped.too_large += 1;
+                continue;
+            };
+            out.push(publish);
+            if let Some(packet_id) = packet_id {
+                let stage = match delivery.qos {
+                    QoS::ExactlyOnce => AwaitedAck::PubRec,
+                    _ => AwaitedAck::PubAck,
+                };
+                self.inflight.push_back(Inflight {
+                    packet_id,
+                    delivery,
+                    stage,
+                });
+            }
+        }
+        dropped
+    }
+
+    /// On a new connection to an existing session: resends every unacknowledged PUBLISH with
+    /// DUP set and every unacknowledged PUBREL, in their original order [MQTT-4.4.0-1].
+    pub fn resend_inflight(
+        &mut self,
+        conn: &mut ConnectionState,
+        now: Instant,
+        out: &mut Vec<Packet>,
+    ) {
+        for entry in &self.inflight {
+            match entry.stage {
+                AwaitedAck::PubComp => {
+                    out.push(Packet::PubRel(PubRel::new(
+                        entry.packet_id,
+                        ReasonCode::Success,
+                    )));
+                }
+                AwaitedAck::PubAck | AwaitedAck::PubRec => {
+                    if let Some(publish) =
+                        conn.build_publish(&entry.delivery, Some(entry.packet_id), true, now)
+                    {
+                        out.push(publish);
+                    }
+                }
+            }
+        }
+    }
+
+    fn allocate_packet_id(&mut self) -> Option<PacketId> {
+        // At most 65535 identifiers exist; the in-flight window is far smaller, so this
+        // loop ends after a few steps in practice.
+        for _ in 0..u16::MAX {
+            let candidate = self.next_packet_id;
+            self.next_packet_id = match self.next_packet_id {
+                u16::MAX => 1,
+                n => n + 1,
+            };
+            if !self.inflight.iter().any(|e| e.packet_id == candidate) {
+                return Some(candidate);
+            }
+        }
+        None
+    }
+
+    fn take_inflight(&mut self, packet_id: PacketId, stage: AwaitedAck) -> Option<Inflight> {
+        let index = self
+            .inflight
+            .iter()
+            .position(|e| e.packet_id == packet_id && e.stage == stage)?;
+        self.inflight.remove(index)
+    }
+
+    /// PUBACK from the client: the QoS 1 delivery is complete. Returns false for an unknown
+    /// identifier (ignored, as the spec gives no error for it).
+    pub fn on_puback(&mut self, packet_id: PacketId) -> bool {
+        self.take_inflight(packet_id, AwaitedAck::PubAck).is_some()
+    }
+
+    /// PUBREC from the client: answer PUBREL [MQTT-4.3.3-4] (or 0x92 when unknown). A PUBREC
+    /// carrying an error reason ends the exchange without PUBREL [MQTT-4.3.3-5].
+    pub fn on_pubrec(&mut self, packet_id: PacketId, reason: ReasonCode) -> Option<PubRel> {
+        let Some(index) = self
+            .inflight
+            .iter()
+            .position(|e| e.packet_id == packet_id && e.stage == AwaitedAck::PubRec)
+        else {
+            if self
+                .inflight
+                .iter()
+                .any(|e| e.packet_id == packet_id && e.stage == AwaitedAck::PubComp)
+            {
+                // A duplicate PUBREC: the client did not see our PUBREL yet.
+                return Some(PubRel::new(packet_id, ReasonCode::Success));
+            }
+            return Some(PubRel::new(packet_id, ReasonCode::PacketIdentifierNotFound));
+        };
+        if reason.is_error() {
+            self.inflight.remove(index);
+            return None;
+        }
+        if let Some(entry) = self.inflight.get_mut(index) {
+            entry.stage = AwaitedAck::PubComp;
+        }
+        Some(PubRel::new(packet_id, ReasonCode::Success))
+    }
+
+    /// PUBCOMP from the client: the QoS 2 delivery is complete.
+    pub fn on_pubcomp(&mut self, packet_id: PacketId) -> bool {
+        self.take_inflight(packet_id, AwaitedAck::PubComp).is_some()
+    }
+
+    /// A QoS 2 PUBLISH arrived: returns true when it is new and must be routed, false when it
+    /// is a re-delivery of one already received and not yet released (send PUBREC only).
+    pub fn receive_qos2(&mut self, packet_id: PacketId) -> bool {
+        self.inbound_qos2.insert(packet_id)
+    }
+
+    /// Whether a QoS 2 message with this identifier was received and not yet released.
+    pub fn has_inbound_qos2(&self, packet_id: PacketId) -> bool {
+        self.inbound_qos2.contains(&packet_id)
+    }
+
+    /// Number of QoS 2 messages received and not yet released: counts against our Receive
+    /// Maximum [MQTT-3.3.4-9].
+    pub fn inbound_qos2_len(&self) -> usize {
+        self.inbound_qos2.len()
+    }
+
+    /// PUBREL from the client: the identifier may be reused. Returns false when unknown.
+    pub fn release_qos2(&mut self, packet_id: PacketId) -> bool {
+        self.inbound_qos2.remove(&packet_id)
+    }
+
+    /// Deliveries that came through a shared subscription and are not yet complete, to hand
+    /// to another member of their group when this one leaves: queued ones and unacknowledged
+    /// QoS 1/2 PUBLISHes. A QoS 2 message already PUBREC'd was delivered and stays.
+    pub fn take_shared_undelivered(&mut self) -> Vec<Delivery> {
+        let mut taken = Vec::new();
+        let inflight = std::mem::take(&mut self.inflight);
+        for entry in inflight {
+            if entry.delivery.shared_group.is_some() && entry.stage != AwaitedAck::PubComp {
+                taken.push(entry.delivery);
+            } else {
+                self.inflight.push_back(entry);
+            }
+        }
+        let queue = std::mem::take(&mut self.queue);
+        for delivery in queue {
+            if delivery.shared_group.is_some() {
+                self.queued_bytes -= delivery.message.weight();
+                taken.push(delivery);
+            } else {
+                self.queue.push_back(delivery);
+            }
+        }
+        taken
+    }
+}
+
+#[cfg(test)]
+mod tests;
