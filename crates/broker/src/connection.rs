@@ -43,6 +43,8 @@ pub struct Connection {
     connect_deadline: Instant,
     close_kind: CloseKind,
     closed: bool,
+    /// Multiple of the keep-alive after which a silent client is dropped.
+    keep_alive_grace: f32,
     _permit: ConnectionPermit,
 }
 
@@ -51,6 +53,7 @@ impl Connection {
         let limits = &broker.config.limits;
         let decoder = Decoder::new(limits.max_connect_packet_size.min(limits.max_packet_size));
         let connect_deadline = Instant::now() + broker.config.mqtt.connect_timeout;
+        let keep_alive_grace = broker.config.mqtt.keep_alive_grace;
         Connection {
             id: broker.next_connection_id(),
             broker,
@@ -62,8 +65,20 @@ impl Connection {
             connect_deadline,
             close_kind: CloseKind::Abnormal,
             closed: false,
+            keep_alive_grace,
             _permit: permit,
         }
+    }
+
+    /// Overrides the keep-alive grace factor for this connection: WebSocket listeners relax
+    /// it because browsers throttle timers in background tabs to once a minute.
+    pub fn with_keep_alive_grace(mut self, grace: f32) -> Connection {
+        self.keep_alive_grace = grace;
+        self
+    }
+
+    pub fn broker(&self) -> &Arc<Broker> {
+        &self.broker
     }
 
     pub fn peer(&self) -> SocketAddr {

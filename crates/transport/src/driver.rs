@@ -2,12 +2,10 @@
 //! produced; wake on deliveries, deadlines and shutdown. Generic over any byte stream, so TCP,
 //! TLS and WebSocket all share it and enforce the same limits.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::BytesMut;
-use ferrymq_broker::{Broker, Closed, Connection, ConnectionPermit, SessionHandle};
+use ferrymq_broker::{Closed, Connection, SessionHandle};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// Bytes requested from the socket per read. Small enough that an idle connection's buffer is
@@ -25,18 +23,14 @@ enum Event {
     Shutdown,
 }
 
-/// Serves one client connection until it closes. Never panics on peer input: every error
-/// ends this connection only.
-pub async fn run_connection<S>(
-    stream: S,
-    peer: SocketAddr,
-    broker: Arc<Broker>,
-    permit: ConnectionPermit,
-) where
+/// Serves one client connection over `stream` until it closes. Never panics on peer input:
+/// every error ends this connection only.
+pub async fn run_connection<S>(stream: S, mut conn: Connection)
+where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let shutdown = broker.shutdown_token().clone();
-    let mut conn = Connection::new(broker, peer, permit);
+    let shutdown = conn.broker().shutdown_token().clone();
+    let peer = conn.peer();
     let (mut reader, mut writer) = tokio::io::split(stream);
     let mut input = BytesMut::new();
     loop {

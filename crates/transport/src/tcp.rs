@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferrymq_broker::Broker;
+use ferrymq_broker::{Broker, Connection};
 use tokio::net::TcpListener;
 
 use crate::driver::run_connection;
@@ -48,6 +48,7 @@ pub async fn serve_tcp(listener: TcpListener, broker: Arc<Broker>) {
             continue;
         };
         let _ = stream.set_nodelay(true);
-        tokio::spawn(run_connection(stream, peer, Arc::clone(&broker), permit));
+        let conn = Connection::new(Arc::clone(&broker), peer, permit);
+        tokio::spawn(run_connection(stream, conn));
     }
 }
