@@ -154,6 +154,27 @@ impl Authenticator {
         })
     }
 
+    /// Authenticates a client by the identity its TLS client certificate maps to (the
+    /// listener verified the certificate against its CA): the user must exist and obey its
+    /// loopback rule; no password is involved.
+    pub fn authenticate_certificate(
+        &self,
+        username: &str,
+        peer: IpAddr,
+    ) -> Result<Identity, AuthFailure> {
+        let user = self
+            .users
+            .get(username)
+            .ok_or(AuthFailure::BadCredentials)?;
+        if user.loopback_only && !is_loopback(peer) {
+            return Err(AuthFailure::BadCredentials);
+        }
+        Ok(Identity {
+            username: Arc::clone(&user.name),
+            anonymous: false,
+        })
+    }
+
     /// True when [`Authenticator::authenticate`] would not run argon2 for these credentials
     /// (anonymous, a missing password, or a password that already verified), so the broker
     /// can skip the trip to a blocking thread.

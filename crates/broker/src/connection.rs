@@ -45,6 +45,8 @@ pub struct Connection {
     closed: bool,
     /// Multiple of the keep-alive after which a silent client is dropped.
     keep_alive_grace: f32,
+    /// User name from a verified TLS client certificate, when the listener maps them.
+    certificate_user: Option<String>,
     _permit: ConnectionPermit,
 }
 
@@ -66,6 +68,7 @@ impl Connection {
             close_kind: CloseKind::Abnormal,
             closed: false,
             keep_alive_grace,
+            certificate_user: None,
             _permit: permit,
         }
     }
@@ -74,6 +77,13 @@ impl Connection {
     /// it because browsers throttle timers in background tabs to once a minute.
     pub fn with_keep_alive_grace(mut self, grace: f32) -> Connection {
         self.keep_alive_grace = grace;
+        self
+    }
+
+    /// Authenticates this connection by its TLS client certificate: CONNECT's user name and
+    /// password are then not checked (RabbitMQ's EXTERNAL mechanism).
+    pub fn with_certificate_user(mut self, username: String) -> Connection {
+        self.certificate_user = Some(username);
         self
     }
 
@@ -435,6 +445,12 @@ impl Connection {
         &self,
         connect: &Connect,
     ) -> Result<ferrymq_auth::Identity, ferrymq_auth::AuthFailure> {
+        if let Some(user) = &self.certificate_user {
+            return self
+                .broker
+                .auth
+                .authenticate_certificate(user, self.peer.ip());
+        }
         let username = connect.username.clone().filter(|u| !u.is_empty());
         let password: Option<Bytes> = connect.password.clone();
         let ip = self.peer.ip();
@@ -447,7 +463,11 @@ impl Connection {
                 .auth
                 .authenticate(username.as_deref(), password.as_deref(), ip);
         }
-        // Password hashing is deliberately slow: keep it off the async workers.
+        // Password hashing is deliberately slow: keep it off the async workers, and bound
+        // how many run at once so a flood of bad passwords cannot take every core.
+        let Ok(_slot) = self.broker.password_checks.acquire().await else {
+            return Err(ferrymq_auth::AuthFailure::BadCredentials);
+        };
         let verdict = tokio::task::spawn_blocking(move || {
             broker
                 .auth

@@ -37,6 +37,8 @@ pub struct Broker {
     metrics: Metrics,
     next_connection_id: AtomicU64,
     shutdown: CancellationToken,
+    /// Concurrent password verifications (argon2): one per core.
+    password_checks: tokio::sync::Semaphore,
 }
 
 /// Counts one open network connection; dropping it releases the slot.
@@ -75,6 +77,9 @@ impl Broker {
             metrics: Metrics::default(),
             next_connection_id: AtomicU64::new(1),
             shutdown: CancellationToken::new(),
+            password_checks: tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+            ),
         })
     }
 

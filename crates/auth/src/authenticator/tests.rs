@@ -260,3 +260,23 @@ fn debug_output_reveals_no_secrets() {
     assert!(!text.contains("argon2"), "{text}");
     assert!(text.contains("users: 2"), "{text}");
 }
+
+#[test]
+fn certificate_identity_needs_a_known_user_and_obeys_loopback() {
+    let auth = Authenticator::new(AuthConfig::default()).expect("default config");
+    let local: IpAddr = "127.0.0.1".parse().expect("ip");
+    let remote: IpAddr = "192.0.2.7".parse().expect("ip");
+    assert_eq!(
+        auth.authenticate_certificate("guest", local)
+            .map(|i| i.username.to_string()),
+        Ok("guest".to_string())
+    );
+    assert_eq!(
+        auth.authenticate_certificate("guest", remote),
+        Err(AuthFailure::BadCredentials)
+    );
+    assert_eq!(
+        auth.authenticate_certificate("nobody", local),
+        Err(AuthFailure::BadCredentials)
+    );
+}
