@@ -518,6 +518,22 @@ impl Connection {
         }
         let packet_id = publish.packet_id.unwrap_or(0);
         let qos = publish.qos;
+        if crate::sys::is_reserved(&publish.topic) {
+            // `$SYS/` belongs to the broker: refuse, but keep the connection (Mosquitto does the same).
+            tracing::debug!(peer = %self.peer, topic = %publish.topic, "dropping client PUBLISH to $SYS");
+            match qos {
+                QoS::AtMostOnce => {}
+                QoS::AtLeastOnce => self.send(&Packet::PubAck(PubAck::new(
+                    packet_id,
+                    ReasonCode::NotAuthorized,
+                ))),
+                QoS::ExactlyOnce => self.send(&Packet::PubRec(PubRec::new(
+                    packet_id,
+                    ReasonCode::NotAuthorized,
+                ))),
+            }
+            return Ok(());
+        }
         let session = self
             .established
             .as_ref()

@@ -8,6 +8,7 @@ mod connection;
 mod metrics;
 mod registry;
 mod router;
+mod sys;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

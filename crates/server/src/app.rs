@@ -29,6 +29,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         tracing::info!(address = %local, "MQTT/TCP listener started");
         listeners.push(tokio::spawn(serve_tcp(listener, broker.clone())));
     }
+    broker.spawn_sys_publisher();
     tracing::info!(data_dir = %settings.data_dir.display(), "FerryMQ is ready");
 
     wait_for_signal().await;
