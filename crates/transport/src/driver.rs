@@ -25,13 +25,14 @@ enum Event {
 
 /// Serves one client connection over `stream` until it closes. Never panics on peer input:
 /// every error ends this connection only.
-pub async fn run_connection<S>(stream: S, mut conn: Connection)
+pub async fn run_connection<S>(mut stream: S, mut conn: Connection)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let shutdown = conn.broker().shutdown_token().clone();
     let peer = conn.peer();
-    let (mut reader, mut writer) = tokio::io::split(stream);
+    // Reads and writes take turns (the select below only reads; writes follow it), so the
+    // stream is not split: no extra Arc and lock per connection.
     let mut input = BytesMut::new();
     loop {
         let deadline = conn.deadline();
@@ -40,7 +41,7 @@ where
             input.reserve(READ_CHUNK);
         }
         let event = tokio::select! {
-            read = reader.read_buf(&mut input) => Event::Read(read),
+            read = stream.read_buf(&mut input) => Event::Read(read),
             () = wait_for_session(session.as_deref()) => Event::Wake,
             () = sleep_until(deadline) => Event::Deadline,
             () = shutdown.cancelled() => Event::Shutdown,
@@ -62,7 +63,7 @@ where
                 Err(Closed)
             }
         };
-        if let Err(error) = flush(&mut writer, conn.output()).await {
+        if let Err(error) = flush(&mut stream, conn.output()).await {
             tracing::debug!(%peer, %error, "write failed");
             break;
         }
@@ -74,7 +75,7 @@ where
         }
     }
     conn.on_closed();
-    let _ = writer.shutdown().await;
+    let _ = stream.shutdown().await;
 }
 
 async fn flush<W: AsyncWrite + Unpin>(
