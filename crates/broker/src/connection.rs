@@ -225,6 +225,14 @@ impl Connection {
             _ => {}
         }
         let message = error.to_string();
+        if self.established.is_none() && self.decoder.protocol() == Some(ProtocolVersion::V5) {
+            // A v5 CONNECT that failed after its version was read: CONNACK can say why
+            // [MQTT-3.2.2-6]; v3 has no code for it, so those sockets just close.
+            self.protocol = Some(ProtocolVersion::V5);
+            Metrics::inc(&self.broker.metrics.protocol_errors);
+            tracing::warn!(peer = %self.peer, "refusing CONNECT: {message}");
+            return self.refuse(error.reason_code());
+        }
         self.violation(error.reason_code(), &message)
     }
 

@@ -9,7 +9,14 @@ mod decode;
 mod encode;
 mod error;
 mod packet;
+mod properties;
+mod read;
 mod reason;
+mod wire;
+mod write;
+
+#[doc(hidden)]
+pub mod fuzzing;
 
 pub use decode::{Decoder, FixedHeader, peek_fixed_header};
 pub use encode::{EncodeError, encode, encoded_len};

@@ -348,30 +348,49 @@ pub struct AuthProperties {
 
 impl Disconnect {
     pub fn new(reason_code: ReasonCode) -> Disconnect {
-        Disconnect { reason_code, properties: DisconnectProperties::default() }
+        Disconnect {
+            reason_code,
+            properties: DisconnectProperties::default(),
+        }
     }
 }
 
 impl PubAck {
     pub fn new(packet_id: PacketId, reason_code: ReasonCode) -> PubAck {
-        PubAck { packet_id, reason_code, properties: AckProperties::default() }
+        PubAck {
+            packet_id,
+            reason_code,
+            properties: AckProperties::default(),
+        }
     }
 }
 
 impl PubRec {
     pub fn new(packet_id: PacketId, reason_code: ReasonCode) -> PubRec {
-        PubRec { packet_id, reason_code, properties: AckProperties::default() }
+        PubRec {
+            packet_id,
+            reason_code,
+            properties: AckProperties::default(),
+        }
     }
 }
 
 impl PubRel {
     pub fn new(packet_id: PacketId, reason_code: ReasonCode) -> PubRel {
-        PubRel { packet_id, reason_code, properties: AckProperties::default() }
+        PubRel {
+            packet_id,
+            reason_code,
+            properties: AckProperties::default(),
+        }
     }
 }
 
 impl PubComp {
     pub fn new(packet_id: PacketId, reason_code: ReasonCode) -> PubComp {
-        PubComp { packet_id, reason_code, properties: AckProperties::default() }
+        PubComp {
+            packet_id,
+            reason_code,
+            properties: AckProperties::default(),
+        }
     }
 }

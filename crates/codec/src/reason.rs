@@ -104,7 +104,10 @@ impl ReasonCode {
     }
 
     pub fn from_u8(value: u8) -> Option<ReasonCode> {
-        ReasonCode::ALL.iter().copied().find(|code| code.as_u8() == value)
+        ReasonCode::ALL
+            .iter()
+            .copied()
+            .find(|code| code.as_u8() == value)
     }
 
     /// Codes of 0x80 and above report failure [MQTT-2.4].
