@@ -110,9 +110,7 @@ impl Connection {
     pub fn deadline(&self) -> Option<Instant> {
         match &self.established {
             None => Some(self.connect_deadline),
-            Some(e) => e
-                .state
-                .keep_alive_deadline(self.broker.config.mqtt.keep_alive_grace),
+            Some(e) => e.state.keep_alive_deadline(self.keep_alive_grace),
         }
     }
 
@@ -239,7 +237,9 @@ impl Connection {
     async fn handle(&mut self, packet: Packet) -> Result<(), Closed> {
         if self.established.is_none() {
             return match packet {
-                Packet::Connect(connect) => self.on_connect(*connect).await,
+                // Boxed: CONNECT (authentication, session attach) is the largest future by
+                // far and runs once; inline it would size every idle connection's task.
+                Packet::Connect(connect) => Box::pin(self.on_connect(*connect)).await,
                 other => Err(self.violation(
                     ReasonCode::ProtocolError,
                     &format!("{} before CONNECT", other.name()),
@@ -331,6 +331,10 @@ impl Connection {
             return Err(self.refuse(ReasonCode::BadAuthenticationMethod));
         }
         let assigned = connect.client_id.is_empty();
+        if assigned && protocol == ProtocolVersion::V3_1 {
+            // MQTT 3.1 requires 1 to 23 characters; assigned ids came with 3.1.1.
+            return Err(self.refuse(ReasonCode::ClientIdentifierNotValid));
+        }
         if assigned && !v5 && !connect.clean_start {
             // A server-assigned id cannot resume anything [MQTT-3.1.3-8].
             return Err(self.refuse(ReasonCode::ClientIdentifierNotValid));
@@ -343,6 +347,12 @@ impl Connection {
             if validate_topic_name(&will.topic, &broker.topic_limits).is_err() {
                 Metrics::inc(&broker.metrics.topics_invalid);
                 return Err(self.refuse(ReasonCode::TopicNameInvalid));
+            }
+            if let Some(response) = &will.properties.response_topic
+                && validate_topic_name(response, &broker.topic_limits).is_err()
+            {
+                // [MQTT-3.1.3-?]: the Response Topic must be a valid topic name.
+                return Err(self.refuse(ReasonCode::ProtocolError));
             }
             if will.qos > mqtt.maximum_qos {
                 return Err(self.refuse(ReasonCode::QoSNotSupported));
@@ -440,7 +450,11 @@ impl Connection {
             let mut resent = Vec::new();
             {
                 let mut inner = e.session.lock();
-                inner.state.resend_inflight(&mut e.state, now, &mut resent);
+                let dropped = inner.state.resend_inflight(&mut e.state, now, &mut resent);
+                Metrics::add(
+                    &self.broker.metrics.messages_dropped_too_large,
+                    dropped.too_large as u64,
+                );
             }
             for packet in &resent {
                 self.send(packet);
@@ -507,6 +521,20 @@ impl Connection {
                     "empty topic name [MQTT-4.7.3-1]",
                 ),
             });
+        }
+        if !publish.properties.subscription_identifiers.is_empty() {
+            return Err(self.violation(
+                ReasonCode::ProtocolError,
+                "client PUBLISH with a Subscription Identifier [MQTT-3.3.4-6]",
+            ));
+        }
+        if let Some(response) = &publish.properties.response_topic
+            && validate_topic_name(response, &broker.topic_limits).is_err()
+        {
+            return Err(self.violation(
+                ReasonCode::ProtocolError,
+                "Response Topic is not a valid topic name [MQTT-3.3.2-14]",
+            ));
         }
         if let Err(error) = validate_topic_name(&publish.topic, &broker.topic_limits) {
             Metrics::inc(&broker.metrics.topics_invalid);

@@ -253,8 +253,10 @@ impl SessionState {
         conn: &mut ConnectionState,
         now: Instant,
         out: &mut Vec<Packet>,
-    ) {
-        for entry in &self.inflight {
+    ) -> Dropped {
+        let mut dropped = Dropped::default();
+        let inflight = std::mem::take(&mut self.inflight);
+        for entry in inflight {
             match entry.stage {
                 AwaitedAck::PubComp => {
                     out.push(Packet::PubRel(PubRel::new(
@@ -263,14 +265,21 @@ impl SessionState {
                     )));
                 }
                 AwaitedAck::PubAck | AwaitedAck::PubRec => {
-                    if let Some(publish) =
-                        conn.build_publish(&entry.delivery, Some(entry.packet_id), true, now)
-                    {
-                        out.push(publish);
+                    match conn.build_publish(&entry.delivery, Some(entry.packet_id), true, now) {
+                        Some(publish) => out.push(publish),
+                        None => {
+                            // The new connection's Maximum Packet Size is smaller than this
+                            // message: discard it as if it had been acknowledged
+                            // [MQTT-3.1.2-25], so it does not hold the window forever.
+                            dropped.too_large += 1;
+                            continue;
+                        }
                     }
                 }
             }
+            self.inflight.push_back(entry);
         }
+        dropped
     }
 
     fn allocate_packet_id(&mut self) -> Option<PacketId> {
