@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's test command (README): formatting, lints, release build, Rust tests, then the
-# black-box suites (tests/python with paho-mqtt + mosquitto clients, tests/node with mqtt.js)
-# against the release binary.
+# black-box suites (tests/python with paho-mqtt + mosquitto clients, tests/node with mqtt.js,
+# tests/browser with mqtt.js in headless Chromium, directly and behind nginx) against the
+# release binary.
 #
 #   scripts/test.sh               everything
 #   scripts/test.sh --quick       skip cargo fmt / clippy
@@ -67,5 +68,7 @@ step "black-box tests: python (paho-mqtt, mosquitto clients)" \
 # independent of how later Node versions treat a directory argument).
 step "black-box tests: node (mqtt.js)" \
     node --test --test-concurrency=1 --test-timeout=120000 tests/node/*.test.mjs
+
+step "browser tests: Chromium + mqtt.js over ws, wss and nginx" bash scripts/test-browser.sh
 
 printf '\n==== all steps passed\n'
