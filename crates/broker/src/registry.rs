@@ -85,8 +85,8 @@ impl SessionHandle {
         self.online.load(Ordering::Relaxed)
     }
 
-    /// Queues a delivery and wakes the connection. QoS 0 messages are not kept for a
-    /// disconnected client (as Mosquitto's default).
+    /// Queues a delivery and wakes the connection. QoS 0 messages, and messages that expire
+    /// on arrival, are not kept for a disconnected client (as Mosquitto's default for QoS 0).
     pub(crate) fn deliver(
         &self,
         delivery: Delivery,
@@ -94,7 +94,8 @@ impl SessionHandle {
         metrics: &Metrics,
     ) -> Delivered {
         let mut inner = self.lock();
-        if inner.ended || (inner.attached.is_none() && delivery.qos == QoS::AtMostOnce) {
+        let offline_skips = delivery.qos == QoS::AtMostOnce || delivery.message.expires_on_arrival;
+        if inner.ended || (inner.attached.is_none() && offline_skips) {
             return Delivered::Skipped;
         }
         let outcome = inner.state.enqueue(delivery, limits);

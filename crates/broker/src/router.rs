@@ -91,7 +91,9 @@ impl Broker {
     /// [MQTT-3.3.1-5], then queues it to every matching session.
     pub fn publish(&self, message: Message) -> PublishOutcome {
         let message = Arc::new(message);
-        if message.retain && self.config.mqtt.retain_available {
+        // A message that expires on arrival can still clear a retained message, but is not kept.
+        let storable = !message.expires_on_arrival || message.payload.is_empty();
+        if message.retain && self.config.mqtt.retain_available && storable {
             self.store_retained(&message);
         }
         let mut targets = Vec::new();

@@ -59,6 +59,7 @@ impl Broker {
                 properties: PublishProperties::default(),
                 expires_at: None,
                 publisher: None,
+                expires_on_arrival: false,
             });
         }
     }

@@ -22,6 +22,9 @@ pub struct Message {
     pub expires_at: Option<Instant>,
     /// Client id of the publisher, for No Local [MQTT-3.8.3-3].
     pub publisher: Option<Arc<str>>,
+    /// Published with Message Expiry Interval 0: it expires on arrival, so it goes only to
+    /// sessions connected right now and is neither queued for offline ones nor retained.
+    pub expires_on_arrival: bool,
 }
 
 impl Message {
@@ -30,9 +33,7 @@ impl Message {
         let mut properties = publish.properties;
         properties.topic_alias = None;
         properties.subscription_identifiers.clear();
-        let expires_at = properties
-            .message_expiry_interval
-            .map(|secs| now + Duration::from_secs(u64::from(secs)));
+        let (expires_at, expires_on_arrival) = expiry(&mut properties.message_expiry_interval, now);
         Message {
             topic: Arc::from(publish.topic),
             payload: publish.payload,
@@ -41,13 +42,14 @@ impl Message {
             properties,
             expires_at,
             publisher,
+            expires_on_arrival,
         }
     }
 
     /// The message a will turns into when it is published.
     pub fn from_will(will: LastWill, now: Instant, publisher: Option<Arc<str>>) -> Message {
         let props = will.properties;
-        let properties = PublishProperties {
+        let mut properties = PublishProperties {
             payload_format_indicator: props.payload_format_indicator,
             message_expiry_interval: props.message_expiry_interval,
             topic_alias: None,
@@ -57,9 +59,7 @@ impl Message {
             subscription_identifiers: Vec::new(),
             content_type: props.content_type,
         };
-        let expires_at = properties
-            .message_expiry_interval
-            .map(|secs| now + Duration::from_secs(u64::from(secs)));
+        let (expires_at, expires_on_arrival) = expiry(&mut properties.message_expiry_interval, now);
         Message {
             topic: Arc::from(will.topic),
             payload: will.payload,
@@ -68,6 +68,7 @@ impl Message {
             properties,
             expires_at,
             publisher,
+            expires_on_arrival,
         }
     }
 
@@ -100,6 +101,19 @@ impl Message {
             + props.response_topic.as_ref().map_or(0, String::len)
             + props.correlation_data.as_ref().map_or(0, Bytes::len)
             + props.content_type.as_ref().map_or(0, String::len)
+    }
+}
+
+/// The absolute expiry of a message with this Message Expiry Interval, and whether it expires
+/// on arrival (interval 0: the property is then not forwarded, as nothing remains of it).
+fn expiry(interval: &mut Option<u32>, now: Instant) -> (Option<Instant>, bool) {
+    match *interval {
+        None => (None, false),
+        Some(0) => {
+            *interval = None;
+            (None, true)
+        }
+        Some(secs) => (Some(now + Duration::from_secs(u64::from(secs))), false),
     }
 }
 

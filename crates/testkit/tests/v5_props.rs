@@ -365,3 +365,47 @@ async fn shared_subscriptions_unavailable_are_refused() {
         ]
     );
 }
+
+/// Message Expiry Interval 0 expires on arrival: connected subscribers get it (without the
+/// property), an offline persistent session does not, and it is not retained.
+#[tokio::test]
+async fn message_expiry_zero_reaches_only_connected_subscribers() {
+    let broker = TestBroker::start().await;
+    let persistent = || {
+        connect(V5, "zero-away")
+            .clean_start(false)
+            .session_expiry(60)
+    };
+    let (mut away, _) = RawClient::connect_ok(broker.addr(), persistent()).await;
+    away.subscribe(subscribe(1, "zero/#", QoS::AtLeastOnce))
+        .await;
+    away.disconnect().await;
+    let (mut online, _) = RawClient::connect_ok(broker.addr(), connect(V5, "zero-here")).await;
+    online
+        .subscribe(subscribe(1, "zero/#", QoS::AtLeastOnce))
+        .await;
+
+    let (mut p, _) = RawClient::connect_ok(broker.addr(), connect(V5, "zero-p")).await;
+    p.publish_acked(publish("zero/now", "now").qos1(1).retain().expiry(0))
+        .await;
+    p.publish_acked(publish("zero/marker", "marker").qos1(2))
+        .await;
+
+    let now = online.expect_publish(WAIT).await;
+    assert_eq!(now.payload, Bytes::from_static(b"now"));
+    assert_eq!(now.properties.message_expiry_interval, None);
+    online.ack(&now).await;
+
+    let (mut away, connack) = RawClient::connect_ok(broker.addr(), persistent()).await;
+    assert!(connack.session_present);
+    let first = away.expect_publish(WAIT).await;
+    assert_eq!(
+        first.topic, "zero/marker",
+        "the expired-on-arrival message was not queued"
+    );
+
+    let (mut late, _) = RawClient::connect_ok(broker.addr(), connect(V5, "zero-late")).await;
+    late.subscribe(subscribe(1, "zero/now", QoS::AtLeastOnce))
+        .await;
+    late.expect_nothing(QUIET).await;
+}

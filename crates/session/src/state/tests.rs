@@ -27,6 +27,7 @@ fn message(topic: &str, payload: &'static str, qos: QoS) -> Arc<Message> {
         properties: PublishProperties::default(),
         expires_at: None,
         publisher: None,
+        expires_on_arrival: false,
     })
 }
 
@@ -531,4 +532,36 @@ fn queued_qos0_is_discarded_on_disconnect() {
     state.discard_queued_qos0();
     assert_eq!(state.queued_len(), 1);
     assert_eq!(state.queued_bytes(), 2);
+}
+
+#[test]
+fn expiry_interval_zero_expires_on_arrival() {
+    let now = Instant::now();
+    let publish = Publish {
+        dup: false,
+        qos: QoS::AtLeastOnce,
+        retain: false,
+        topic: "t".into(),
+        packet_id: Some(1),
+        properties: PublishProperties {
+            message_expiry_interval: Some(0),
+            ..PublishProperties::default()
+        },
+        payload: Bytes::from_static(b"x"),
+    };
+    let message = Message::from_publish(publish, now, None);
+    assert!(message.expires_on_arrival);
+    assert_eq!(message.expires_at, None);
+    assert_eq!(
+        message.properties.message_expiry_interval, None,
+        "nothing remains to forward"
+    );
+
+    // Queued for a connected client, it is still sent.
+    let mut state = session();
+    let mut conn = v5_connection(now);
+    state.enqueue(delivery(Arc::new(message)), LIMITS);
+    let mut out = Vec::new();
+    state.poll_transmit(&mut conn, now + Duration::from_millis(5), 128, &mut out);
+    assert_eq!(publishes(&out).len(), 1);
 }
