@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use ferrymq_auth::Authenticator;
 use ferrymq_broker::{Broker, Metrics};
-use ferrymq_transport::{bind_tcp, serve_tcp};
+use ferrymq_transport::tls::TlsReloader;
+use ferrymq_transport::{MqttListenerOptions, bind_tcp, serve_mqtt, serve_ws};
 
 use crate::config::Settings;
 
@@ -26,8 +27,55 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         let listener =
             bind_tcp(*addr).with_context(|| format!("cannot listen for MQTT/TCP on {addr}"))?;
         let local = listener.local_addr().unwrap_or(*addr);
-        tracing::info!(address = %local, "MQTT/TCP listener started");
-        listeners.push(tokio::spawn(serve_tcp(listener, broker.clone())));
+        tracing::info!(address = %local, proxy_protocol = settings.mqtt_proxy.proxy_protocol, "MQTT/TCP listener started");
+        let options = MqttListenerOptions {
+            proxy: settings.mqtt_proxy.clone(),
+            tls: None,
+        };
+        listeners.push(tokio::spawn(serve_mqtt(listener, broker.clone(), options)));
+    }
+    for ws in &settings.websocket {
+        let listener = bind_tcp(ws.address)
+            .with_context(|| format!("cannot listen for MQTT/WebSocket on {}", ws.address))?;
+        let local = listener.local_addr().unwrap_or(ws.address);
+        tracing::info!(address = %local, paths = ?ws.config.paths, "MQTT/WebSocket listener started");
+        listeners.push(tokio::spawn(serve_ws(
+            listener,
+            broker.clone(),
+            ws.config.clone(),
+            None,
+        )));
+    }
+    let tls = match settings.tls.clone() {
+        Some(tls) => Some(TlsReloader::load(tls).context("cannot load the TLS certificate")?),
+        None => None,
+    };
+    if let Some(tls) = &tls {
+        for addr in &settings.tls_listen {
+            let listener =
+                bind_tcp(*addr).with_context(|| format!("cannot listen for MQTT/TLS on {addr}"))?;
+            let local = listener.local_addr().unwrap_or(*addr);
+            tracing::info!(address = %local, "MQTT/TLS listener started");
+            let options = MqttListenerOptions {
+                proxy: settings.tls_proxy.clone(),
+                tls: Some(tls.clone()),
+            };
+            listeners.push(tokio::spawn(serve_mqtt(listener, broker.clone(), options)));
+        }
+        for ws in &settings.websocket_tls {
+            let listener = bind_tcp(ws.address)
+                .with_context(|| format!("cannot listen for MQTT/WSS on {}", ws.address))?;
+            let local = listener.local_addr().unwrap_or(ws.address);
+            tracing::info!(address = %local, paths = ?ws.config.paths, "MQTT/WSS listener started");
+            listeners.push(tokio::spawn(serve_ws(
+                listener,
+                broker.clone(),
+                ws.config.clone(),
+                Some(tls.clone()),
+            )));
+        }
+        tokio::spawn(tls.clone().watch(broker.shutdown_token().clone()));
+        spawn_sighup_reload(tls.clone(), broker.shutdown_token().clone());
     }
     broker.spawn_sys_publisher();
     tracing::info!(data_dir = %settings.data_dir.display(), "FerryMQ is ready");
@@ -51,6 +99,33 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     }
     tracing::info!("FerryMQ stopped");
     Ok(())
+}
+
+/// SIGHUP reloads the TLS certificate (the usual signal after a certificate renewal).
+fn spawn_sighup_reload(
+    tls: std::sync::Arc<TlsReloader>,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hangup = match signal(SignalKind::hangup()) {
+            Ok(hangup) => hangup,
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGHUP; TLS reload on change only");
+                return;
+            }
+        };
+        loop {
+            tokio::select! {
+                received = hangup.recv() => if received.is_none() { return },
+                () = shutdown.cancelled() => return,
+            }
+            tls.reload_and_log("SIGHUP");
+        }
+    });
+    #[cfg(not(unix))]
+    let _ = (tls, shutdown);
 }
 
 async fn wait_for_signal() {

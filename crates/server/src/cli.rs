@@ -15,10 +15,11 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::config::{self, ConfigError, Overrides, Settings};
 
-/// FerryMQ: an MQTT broker for the web (MQTT 3.1, 3.1.1 and 5.0 over TCP).
+/// FerryMQ: an MQTT broker for the web (MQTT 3.1, 3.1.1 and 5.0 over TCP, TLS and WebSocket).
 ///
 /// With no subcommand, `ferrymq` runs `ferrymq serve` with the built-in defaults (plus any
-/// FERRYMQ_* environment variables): MQTT on 0.0.0.0:1883, data in ./data, and the user
+/// FERRYMQ_* environment variables): MQTT on 0.0.0.0:1883, MQTT over WebSocket on
+/// 0.0.0.0:15675 (paths /ws and /mqtt), data in ./data, and the user
 /// guest/guest usable from loopback only.
 #[derive(Debug, Parser)]
 #[command(name = "ferrymq", version, propagate_version = true)]
@@ -65,6 +66,18 @@ pub struct ServeArgs {
         value_parser = parse_listen_addr
     )]
     pub mqtt_listen: Vec<SocketAddr>,
+
+    /// MQTT-over-WebSocket listen address; repeat for several. Replaces the addresses of
+    /// the file's websocket.listen (the listeners keep the [websocket] settings, such as
+    /// the paths /ws and /mqtt). The environment variable takes a comma-separated list.
+    #[arg(
+        long,
+        value_name = "ADDR:PORT",
+        env = "FERRYMQ_WS_LISTEN",
+        value_delimiter = ',',
+        value_parser = parse_listen_addr
+    )]
+    pub ws_listen: Vec<SocketAddr>,
 
     /// Data directory (server.data_dir).
     #[arg(long, value_name = "DIR", env = "FERRYMQ_DATA_DIR")]
@@ -124,6 +137,7 @@ impl ServeArgs {
     pub fn overrides(&self) -> Overrides {
         Overrides {
             mqtt_listen: (!self.mqtt_listen.is_empty()).then(|| self.mqtt_listen.clone()),
+            ws_listen: (!self.ws_listen.is_empty()).then(|| self.ws_listen.clone()),
             data_dir: self.data_dir.clone(),
             allow_anonymous: self.allow_anonymous,
             log_level: self.log_level.clone(),

@@ -16,10 +16,14 @@ mod tests;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ferrymq_auth::AuthConfig;
 use ferrymq_broker::config::BrokerConfig;
+use ferrymq_transport::proxy::TrustedProxies;
+use ferrymq_transport::tls::TlsSettings;
+use ferrymq_transport::{ProxyOptions, WsConfig};
 
 /// Everything the running server needs, validated and with defaults filled in.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,6 +40,29 @@ pub struct Settings {
     pub log_level: String,
     /// How long connections get to flush their last writes on shutdown.
     pub shutdown_grace: Duration,
+    /// PROXY protocol on the MQTT/TCP listeners.
+    pub mqtt_proxy: ProxyOptions,
+    /// MQTT-over-WebSocket listeners.
+    pub websocket: Vec<WsListener>,
+    /// MQTT-over-WebSocket-over-TLS listeners (started only when `tls` is set).
+    pub websocket_tls: Vec<WsListener>,
+    /// The `[websocket]` settings, for listeners given by `--ws-listen`.
+    pub websocket_defaults: WsConfig,
+    /// Certificate and client-certificate settings; `None`: no TLS listener starts.
+    pub tls: Option<TlsSettings>,
+    /// MQTT-over-TLS listen addresses (started only when `tls` is set).
+    pub tls_listen: Vec<SocketAddr>,
+    /// PROXY protocol on the MQTT/TLS listeners.
+    pub tls_proxy: ProxyOptions,
+    /// Proxies whose PROXY headers and forwarding headers are believed.
+    pub trusted_proxies: Arc<TrustedProxies>,
+}
+
+/// One WebSocket (or WSS) listener.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WsListener {
+    pub address: SocketAddr,
+    pub config: WsConfig,
 }
 
 /// Default `server.data_dir`.
@@ -57,6 +84,23 @@ impl Default for Settings {
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
             log_level: DEFAULT_LOG_LEVEL.to_owned(),
             shutdown_grace: Duration::from_secs(DEFAULT_SHUTDOWN_GRACE_SECS),
+            mqtt_proxy: ProxyOptions::default(),
+            // websocket.listen = ["0.0.0.0:15675"] (RabbitMQ Web-MQTT's port)
+            websocket: vec![WsListener {
+                address: SocketAddr::from(([0, 0, 0, 0], 15675)),
+                config: WsConfig::default(),
+            }],
+            // websocket.tls_listen = ["0.0.0.0:15676"]
+            websocket_tls: vec![WsListener {
+                address: SocketAddr::from(([0, 0, 0, 0], 15676)),
+                config: WsConfig::default(),
+            }],
+            websocket_defaults: WsConfig::default(),
+            tls: None,
+            // tls.listen = ["0.0.0.0:8883"]
+            tls_listen: vec![SocketAddr::from(([0, 0, 0, 0], 8883))],
+            tls_proxy: ProxyOptions::default(),
+            trusted_proxies: Arc::default(),
         }
     }
 }
@@ -66,6 +110,9 @@ impl Default for Settings {
 pub struct Overrides {
     /// Replaces `mqtt.listen` entirely.
     pub mqtt_listen: Option<Vec<SocketAddr>>,
+    /// Replaces the addresses of `websocket.listen`; the listeners get the `[websocket]`
+    /// section's settings (paths and all).
+    pub ws_listen: Option<Vec<SocketAddr>>,
     /// Replaces `server.data_dir`.
     pub data_dir: Option<PathBuf>,
     /// Replaces `auth.allow_anonymous`.
@@ -90,6 +137,15 @@ impl Settings {
     pub fn apply(&mut self, overrides: &Overrides) {
         if let Some(listen) = &overrides.mqtt_listen {
             self.mqtt_listen.clone_from(listen);
+        }
+        if let Some(addresses) = &overrides.ws_listen {
+            self.websocket = addresses
+                .iter()
+                .map(|&address| WsListener {
+                    address,
+                    config: self.websocket_defaults.clone(),
+                })
+                .collect();
         }
         if let Some(data_dir) = &overrides.data_dir {
             self.data_dir.clone_from(data_dir);

@@ -42,6 +42,8 @@ async fn serve(args: ServeArgs) -> ExitCode {
     tracing::info!(
         config = ?args.config,
         mqtt_listen = ?settings.mqtt_listen,
+        ws_listen = ?settings.websocket.iter().map(|l| l.address).collect::<Vec<_>>(),
+        tls = settings.tls.is_some(),
         data_dir = %settings.data_dir.display(),
         allow_anonymous = settings.auth.allow_anonymous,
         users = settings.auth.users.len(),

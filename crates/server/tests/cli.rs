@@ -10,9 +10,10 @@ use std::time::Duration;
 
 use ferrymq_auth::{AuthConfig, Authenticator, UserConfig};
 
-const ENV_VARS: [&str; 5] = [
+const ENV_VARS: [&str; 6] = [
     "FERRYMQ_CONFIG",
     "FERRYMQ_MQTT_LISTEN",
+    "FERRYMQ_WS_LISTEN",
     "FERRYMQ_DATA_DIR",
     "FERRYMQ_ALLOW_ANONYMOUS",
     "FERRYMQ_LOG_LEVEL",
@@ -83,6 +84,8 @@ fn help_lists_the_subcommands() {
         "--allow-anonymous",
         "--log-level",
         "FERRYMQ_MQTT_LISTEN",
+        "--ws-listen",
+        "FERRYMQ_WS_LISTEN",
     ] {
         assert!(out.contains(flag), "{flag} missing from:\n{out}");
     }

@@ -8,9 +8,15 @@ use bytes::BytesMut;
 use ferrymq_broker::{Closed, Connection, SessionHandle};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-/// Bytes requested from the socket per read. Small enough that an idle connection's buffer is
-/// cheap, large enough that a burst of small PUBLISHes is read in a few calls.
+/// Bytes requested from the socket per read while data flows: a burst of small PUBLISHes is
+/// read in a few calls.
 const READ_CHUNK: usize = 4096;
+
+/// Bytes reserved for the next read once a read did not fill its buffer. The reserved buffer
+/// is what an idle connection keeps while it waits (tens of thousands of idle WebSocket
+/// clients are the normal case), so it is small; a read that fills it switches back to
+/// `READ_CHUNK`.
+const IDLE_READ: usize = 256;
 
 /// Buffers larger than this are released once empty, so one large message does not pin
 /// memory for the rest of the connection's life.
@@ -34,12 +40,15 @@ where
     // Reads and writes take turns (the select below only reads; writes follow it), so the
     // stream is not split: no extra Arc and lock per connection.
     let mut input = BytesMut::new();
+    let mut burst = false;
     loop {
         let deadline = conn.deadline();
         let session = conn.session();
-        if input.capacity() - input.len() < READ_CHUNK / 4 {
-            input.reserve(READ_CHUNK);
+        let chunk = if burst { READ_CHUNK } else { IDLE_READ };
+        if input.capacity() - input.len() < chunk / 4 {
+            input.reserve(chunk);
         }
+        let spare = input.capacity() - input.len();
         let event = tokio::select! {
             read = stream.read_buf(&mut input) => Event::Read(read),
             () = wait_for_session(session.as_deref()) => Event::Wake,
@@ -51,7 +60,13 @@ where
                 tracing::debug!(%peer, "peer closed the connection");
                 Err(Closed)
             }
-            Event::Read(Ok(_)) => conn.on_input(&mut input).await,
+            Event::Read(Ok(n)) => {
+                burst = n >= spare;
+                // Boxed: handling input is the largest state of this task (~750 bytes);
+                // inline it would be paid by every idle connection, boxed only while
+                // bytes are being handled.
+                Box::pin(conn.on_input(&mut input)).await
+            }
             Event::Read(Err(error)) => {
                 tracing::debug!(%peer, %error, "read failed");
                 Err(Closed)
@@ -70,7 +85,8 @@ where
         if result.is_err() {
             break;
         }
-        if input.is_empty() && input.capacity() > RETAIN_BUFFER {
+        let idle_oversized = !burst && input.capacity() > IDLE_READ;
+        if input.is_empty() && (input.capacity() > RETAIN_BUFFER || idle_oversized) {
             input = BytesMut::new();
         }
     }

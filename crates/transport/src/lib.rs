@@ -1,8 +1,14 @@
 //! Listeners. Each turns accepted sockets into a byte stream and runs the per-connection
 //! task ([`driver::run_connection`]) that moves bytes between the socket and the broker's
-//! [`ferrymq_broker::Connection`]. No MQTT knowledge lives here.
+//! [`ferrymq_broker::Connection`]: MQTT over TCP and TLS ([`tcp`]), over WebSocket and WSS
+//! ([`ws`]), with the PROXY protocol and forwarding headers ([`proxy`]) and reloadable
+//! certificates ([`tls`]). No MQTT knowledge lives here.
 
 pub mod driver;
+pub mod proxy;
 pub mod tcp;
+pub mod tls;
+pub mod ws;
 
-pub use tcp::{bind_tcp, serve_tcp};
+pub use tcp::{MqttListenerOptions, ProxyOptions, bind_tcp, serve_mqtt, serve_tcp};
+pub use ws::{WsConfig, serve_ws};

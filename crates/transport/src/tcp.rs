@@ -1,14 +1,16 @@
-//! MQTT over plain TCP.
+//! MQTT over TCP and over TLS, with an optional PROXY protocol header in front of either.
 
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferrymq_broker::{Broker, Connection};
-use tokio::net::TcpListener;
+use ferrymq_broker::{Broker, Connection, ConnectionPermit};
+use tokio::net::{TcpListener, TcpStream};
 
 use crate::driver::run_connection;
+use crate::proxy::{Rewind, TrustedProxies, read_proxy_header};
+use crate::tls::TlsReloader;
 
 /// Binds a TCP listener with SO_REUSEADDR (a restarted broker can rebind at once) and a
 /// backlog large enough for connection bursts.
@@ -25,8 +27,54 @@ pub fn bind_tcp(addr: SocketAddr) -> io::Result<TcpListener> {
     TcpListener::from_std(socket.into())
 }
 
-/// Accepts MQTT/TCP connections until the broker shuts down.
-pub async fn serve_tcp(listener: TcpListener, broker: Arc<Broker>) {
+/// What every listener kind may put in front of its protocol.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ProxyOptions {
+    /// Expect a PROXY protocol v1/v2 header first; connections from untrusted sources are
+    /// closed.
+    pub proxy_protocol: bool,
+    /// Sources whose PROXY headers and forwarding headers are believed.
+    pub trusted: Arc<TrustedProxies>,
+}
+
+impl ProxyOptions {
+    /// Reads the PROXY header when enabled. Returns the stream (with any bytes read past
+    /// the header put back) and the client's address; `Err` closes the connection.
+    pub(crate) async fn preamble(
+        &self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        timeout: Duration,
+    ) -> io::Result<(Rewind<TcpStream>, SocketAddr)> {
+        if !self.proxy_protocol {
+            return Ok((Rewind::new(bytes::Bytes::new(), stream), peer));
+        }
+        if !self.trusted.contains(peer.ip()) {
+            tracing::warn!(%peer, "refusing connection: PROXY protocol expected, but the peer is not a trusted proxy");
+            return Err(io::ErrorKind::PermissionDenied.into());
+        }
+        let mut stream = stream;
+        let (source, rest) = read_proxy_header(&mut stream, timeout).await?;
+        let client = source.unwrap_or(peer);
+        tracing::debug!(proxy = %peer, %client, "PROXY header accepted");
+        Ok((Rewind::new(rest, stream), client))
+    }
+}
+
+/// One MQTT listener (plain TCP or TLS).
+#[derive(Debug, Clone, Default)]
+pub struct MqttListenerOptions {
+    pub proxy: ProxyOptions,
+    /// TLS when set (MQTT over TLS, 8883).
+    pub tls: Option<Arc<TlsReloader>>,
+}
+
+/// Accepts sockets until shutdown and hands each, with its connection slot, to `serve`.
+/// The slot (`max_connections`) is taken at accept, before any byte is read.
+pub(crate) async fn accept_loop<F>(listener: TcpListener, broker: &Arc<Broker>, mut serve: F)
+where
+    F: FnMut(TcpStream, SocketAddr, ConnectionPermit),
+{
     let shutdown = broker.shutdown_token().clone();
     loop {
         let accepted = tokio::select! {
@@ -48,7 +96,77 @@ pub async fn serve_tcp(listener: TcpListener, broker: Arc<Broker>) {
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let conn = Connection::new(Arc::clone(&broker), peer, permit);
-        tokio::spawn(run_connection(stream, conn));
+        serve(stream, peer, permit);
     }
+}
+
+/// Accepts MQTT/TCP connections until the broker shuts down.
+pub async fn serve_tcp(listener: TcpListener, broker: Arc<Broker>) {
+    serve_mqtt(listener, broker, MqttListenerOptions::default()).await;
+}
+
+/// Accepts MQTT connections (TCP or TLS, optionally behind the PROXY protocol) until the
+/// broker shuts down. The PROXY header and the TLS handshake must complete within the
+/// CONNECT timeout.
+pub async fn serve_mqtt(listener: TcpListener, broker: Arc<Broker>, options: MqttListenerOptions) {
+    let options = Arc::new(options);
+    accept_loop(listener, &broker.clone(), |stream, peer, permit| {
+        if !options.proxy.proxy_protocol && options.tls.is_none() {
+            // The common case stays a direct spawn: no extra state per connection.
+            let conn = Connection::new(Arc::clone(&broker), peer, permit);
+            tokio::spawn(run_connection(stream, conn));
+            return;
+        }
+        tokio::spawn(mqtt_connection(
+            stream,
+            peer,
+            permit,
+            Arc::clone(&broker),
+            Arc::clone(&options),
+        ));
+    })
+    .await;
+}
+
+async fn mqtt_connection(
+    stream: TcpStream,
+    tcp_peer: SocketAddr,
+    permit: ConnectionPermit,
+    broker: Arc<Broker>,
+    options: Arc<MqttListenerOptions>,
+) {
+    let timeout = broker.config().mqtt.connect_timeout;
+    let deadline = tokio::time::Instant::now() + timeout;
+    // Boxed, like the TLS handshake below: their state would otherwise size the task for
+    // the connection's whole life.
+    let (stream, peer) = match Box::pin(options.proxy.preamble(stream, tcp_peer, timeout)).await {
+        Ok(pair) => pair,
+        Err(error) => {
+            tracing::debug!(peer = %tcp_peer, %error, "closing connection before MQTT");
+            return;
+        }
+    };
+    let Some(tls) = &options.tls else {
+        let conn = Connection::new(broker, peer, permit);
+        run_connection(stream, conn).await;
+        return;
+    };
+    let handshake = Box::pin(tls.mqtt_acceptor().accept(stream));
+    let stream = match tokio::time::timeout_at(deadline, handshake).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(error)) => {
+            tracing::info!(%peer, %error, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::info!(%peer, "TLS handshake timed out");
+            return;
+        }
+    };
+    let mut conn = Connection::new(broker, peer, permit);
+    if let Some(user) = tls.certificate_user(stream.get_ref().1) {
+        tracing::debug!(%peer, user, "client certificate maps to a user");
+        conn = conn.with_certificate_user(user);
+    }
+    run_connection(stream, conn).await;
 }

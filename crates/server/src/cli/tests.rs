@@ -49,6 +49,10 @@ fn serve_flags_become_overrides() {
         "--allow-anonymous",
         "--log-level",
         "debug",
+        "--ws-listen",
+        "127.0.0.1:8080",
+        "--ws-listen",
+        "[::1]:8080,127.0.0.1:8081",
     ]);
     assert_eq!(args.config.as_deref(), Some(Path::new("f.toml")));
     assert_eq!(
@@ -62,6 +66,11 @@ fn serve_flags_become_overrides() {
             data_dir: Some("/srv/ferrymq".into()),
             allow_anonymous: Some(true),
             log_level: Some("debug".into()),
+            ws_listen: Some(vec![
+                "127.0.0.1:8080".parse().unwrap(),
+                "[::1]:8080".parse().unwrap(),
+                "127.0.0.1:8081".parse().unwrap(),
+            ]),
         }
     );
 }

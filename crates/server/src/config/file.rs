@@ -20,6 +20,9 @@ pub(crate) struct ConfigFile {
     pub(crate) mqtt: MqttSection,
     pub(crate) auth: AuthSection,
     pub(crate) limits: LimitsSection,
+    pub(crate) websocket: WebSocketSection,
+    pub(crate) tls: TlsSection,
+    pub(crate) proxy: ProxySection,
 }
 
 /// `[server]`
@@ -43,6 +46,7 @@ pub(crate) struct MqttSection {
     pub(crate) retain_available: Option<Spanned<bool>>,
     pub(crate) shared_subscriptions_available: Option<Spanned<bool>>,
     pub(crate) maximum_qos: Option<Spanned<i64>>,
+    pub(crate) proxy_protocol: Option<Spanned<bool>>,
 }
 
 /// `[auth]`
@@ -78,6 +82,91 @@ pub(crate) struct LimitsSection {
     pub(crate) max_subscriptions_per_session: Option<Spanned<i64>>,
     pub(crate) max_connections: Option<Spanned<i64>>,
     pub(crate) topic_alias_maximum: Option<Spanned<i64>>,
+}
+
+/// `[websocket]`: the defaults for every WebSocket listener, and the listeners.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct WebSocketSection {
+    pub(crate) listen: Option<Spanned<Vec<Spanned<WsListenEntry>>>>,
+    pub(crate) tls_listen: Option<Spanned<Vec<Spanned<WsListenEntry>>>>,
+    pub(crate) paths: Option<Spanned<Vec<Spanned<String>>>>,
+    pub(crate) require_subprotocol: Option<Spanned<bool>>,
+    pub(crate) allowed_origins: Option<Spanned<Vec<Spanned<String>>>>,
+    pub(crate) allow_missing_origin: Option<Spanned<bool>>,
+    pub(crate) max_header_bytes: Option<Spanned<i64>>,
+    pub(crate) handshake_timeout_secs: Option<Spanned<i64>>,
+    pub(crate) ping_interval_secs: Option<Spanned<i64>>,
+    pub(crate) keep_alive_grace: Option<Spanned<f64>>,
+    pub(crate) proxy_protocol: Option<Spanned<bool>>,
+    pub(crate) http2: Option<Spanned<bool>>,
+}
+
+/// One entry of `websocket.listen` / `websocket.tls_listen`: an address, or a table that
+/// also overrides some of the section's settings for that listener.
+#[derive(Debug)]
+pub(crate) enum WsListenEntry {
+    Address(String),
+    Table(WsListenTable),
+}
+
+/// `{ address = "…", paths = […], proxy_protocol = …, keep_alive_grace = … }`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct WsListenTable {
+    pub(crate) address: Spanned<String>,
+    #[serde(default)]
+    pub(crate) paths: Option<Spanned<Vec<Spanned<String>>>>,
+    #[serde(default)]
+    pub(crate) proxy_protocol: Option<Spanned<bool>>,
+    #[serde(default)]
+    pub(crate) keep_alive_grace: Option<Spanned<f64>>,
+}
+
+impl<'de> Deserialize<'de> for WsListenEntry {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct EntryVisitor;
+
+        impl<'de> Visitor<'de> for EntryVisitor {
+            type Value = WsListenEntry;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(r#"an address such as "0.0.0.0:15675", or a table { address = "…", paths = […] }"#)
+            }
+
+            fn visit_str<E: de::Error>(self, value: &str) -> Result<WsListenEntry, E> {
+                Ok(WsListenEntry::Address(value.to_owned()))
+            }
+
+            fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<WsListenEntry, A::Error> {
+                WsListenTable::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(WsListenEntry::Table)
+            }
+        }
+
+        deserializer.deserialize_any(EntryVisitor)
+    }
+}
+
+/// `[tls]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct TlsSection {
+    pub(crate) cert_file: Option<Spanned<String>>,
+    pub(crate) key_file: Option<Spanned<String>>,
+    pub(crate) client_ca_file: Option<Spanned<String>>,
+    pub(crate) client_auth: Option<Spanned<String>>,
+    pub(crate) username_from: Option<Spanned<String>>,
+    pub(crate) listen: Option<Spanned<ListenAddrs>>,
+    pub(crate) proxy_protocol: Option<Spanned<bool>>,
+    pub(crate) reload_interval_secs: Option<Spanned<i64>>,
+}
+
+/// `[proxy]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct ProxySection {
+    pub(crate) trusted: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// `mqtt.listen`: "one address or a list". A single string is spanned by the enclosing

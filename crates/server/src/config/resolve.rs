@@ -18,6 +18,8 @@ use toml::Spanned;
 use super::file::{ConfigFile, ListenAddrs, UserEntry};
 use super::{Location, Problem, Settings, check_log_level};
 
+mod network;
+
 /// The largest packet MQTT can express: 1 type byte, 4 length bytes, 268,435,455 body bytes.
 const MQTT_MAX_PACKET_SIZE: i64 = 268_435_460;
 
@@ -95,6 +97,11 @@ impl Resolver<'_> {
     }
 
     fn listen(&mut self, listen: &Spanned<ListenAddrs>) -> Vec<SocketAddr> {
+        self.listen_addrs(listen, "mqtt.listen")
+    }
+
+    /// A list of `IP:PORT` addresses (or one) under `key`.
+    fn listen_addrs(&mut self, listen: &Spanned<ListenAddrs>, key: &str) -> Vec<SocketAddr> {
         let entries: Vec<(&str, Range<usize>)> = match listen.get_ref() {
             ListenAddrs::One(addr) => vec![(addr.as_str(), listen.span())],
             ListenAddrs::Many(addrs) => addrs
@@ -107,13 +114,13 @@ impl Resolver<'_> {
         for (text, span) in entries {
             match text.trim().parse::<SocketAddr>() {
                 Ok(addr) if !seen.insert(addr) => {
-                    self.error(Some(span), format!("mqtt.listen: {addr} is listed twice"))
+                    self.error(Some(span), format!("{key}: {addr} is listed twice"))
                 }
                 Ok(addr) => addrs.push(addr),
                 Err(_) => self.error(
                     Some(span),
                     format!(
-                        "mqtt.listen: {text:?} is not an IP:PORT address (such as \"0.0.0.0:1883\" or \"[::]:1883\")"
+                        "{key}: {text:?} is not an IP:PORT address (such as \"0.0.0.0:1883\" or \"[::]:1883\")"
                     ),
                 ),
             }
@@ -181,7 +188,7 @@ impl Resolver<'_> {
         let l = &file.limits;
         const U16: (i64, i64) = (1, u16::MAX as i64);
         const POSITIVE: (i64, i64) = (1, i64::MAX);
-        let limits = Limits {
+        let mut limits = Limits {
             max_packet_size: self.int(
                 &l.max_packet_size,
                 "limits.max_packet_size",
@@ -253,19 +260,18 @@ impl Resolver<'_> {
             ),
         };
         if limits.max_connect_packet_size > limits.max_packet_size {
-            // Point at whichever of the two the file set (the connect limit if both).
-            let span = l
-                .max_connect_packet_size
-                .as_ref()
-                .or(l.max_packet_size.as_ref())
-                .map(Spanned::span);
-            self.error(
-                span,
-                format!(
-                    "limits.max_connect_packet_size ({}) must not exceed limits.max_packet_size ({})",
-                    limits.max_connect_packet_size, limits.max_packet_size
+            match l.max_connect_packet_size.as_ref() {
+                // Set explicitly above the packet limit: the file contradicts itself.
+                Some(set) => self.error(
+                    Some(set.span()),
+                    format!(
+                        "limits.max_connect_packet_size ({}) must not exceed limits.max_packet_size ({})",
+                        limits.max_connect_packet_size, limits.max_packet_size
+                    ),
                 ),
-            );
+                // Only max_packet_size was lowered: the CONNECT bound follows it.
+                None => limits.max_connect_packet_size = limits.max_packet_size,
+            }
         }
         limits
     }
@@ -320,6 +326,7 @@ pub(super) fn resolve(file: &ConfigFile, source: &str) -> Result<Settings, Vec<P
         limits: resolver.limits(file, &default.limits),
     };
     settings.auth = resolver.auth(file);
+    resolver.network(file, &mut settings);
 
     if resolver.problems.is_empty() {
         return Ok(settings);

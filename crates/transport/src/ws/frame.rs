@@ -1,0 +1,284 @@
+//! RFC 6455 framing, server side and sans-IO: a decoder that strips frame headers and
+//! unmasks payloads *in place* in the caller's read buffer, and header encoders for what the
+//! server sends (unmasked, [RFC 6455 §5.1]).
+//!
+//! Why not tungstenite's codec: it keeps an input buffer of `read_buffer_size` per connection
+//! even when idle, reserves the full length a frame header *announces* before a byte of
+//! payload arrives (so an unauthenticated socket could make it allocate `max_frame_size`),
+//! and its buffers keep their peak capacity for the connection's life. Here binary payload
+//! goes straight into the MQTT driver's buffer, where the packet decoder applies its limits
+//! (CONNECT size before authentication, packet size after) before anything grows; the only
+//! per-connection state is this struct, and a control frame's payload (at most 125 bytes)
+//! is held only while that frame is being read.
+
+/// Close status codes [RFC 6455 §7.4.1] that the server sends.
+pub(crate) mod close_code {
+    /// Normal closure.
+    pub(crate) const NORMAL: u16 = 1000;
+    /// The server is going away (shutting down).
+    pub(crate) const GOING_AWAY: u16 = 1001;
+    /// The peer broke the framing rules (unmasked frame, bad opcode, bad continuation…).
+    pub(crate) const PROTOCOL_ERROR: u16 = 1002;
+    /// A data type we do not accept: MQTT over WebSocket is binary only [MQTT-6.0.0-1].
+    pub(crate) const UNSUPPORTED_DATA: u16 = 1003;
+    /// A close reason that is not UTF-8.
+    pub(crate) const INVALID_PAYLOAD: u16 = 1007;
+    /// A frame larger than the configured limit.
+    pub(crate) const TOO_BIG: u16 = 1009;
+}
+
+const OP_CONTINUATION: u8 = 0x0;
+const OP_TEXT: u8 = 0x1;
+const OP_BINARY: u8 = 0x2;
+pub(crate) const OP_CLOSE: u8 = 0x8;
+pub(crate) const OP_PING: u8 = 0x9;
+pub(crate) const OP_PONG: u8 = 0xA;
+
+/// The largest control frame payload [RFC 6455 §5.5].
+pub(crate) const MAX_CONTROL_PAYLOAD: usize = 125;
+
+/// What [`FrameDecoder::decode`] stopped for.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// The input is used up; binary payload (if any) was kept.
+    NeedMore,
+    /// A complete ping; answer with a pong carrying the payload.
+    Ping(Vec<u8>),
+    /// A complete pong.
+    Pong,
+    /// The peer started the closing handshake, with its status code if it gave one.
+    Close(Option<u16>),
+    /// The peer broke the protocol: close with this code and stop reading.
+    Fail(u16),
+}
+
+/// Decoder state between reads: a partial frame header, or the position in a payload.
+#[derive(Debug)]
+pub(crate) struct FrameDecoder {
+    header: [u8; 14],
+    header_len: u8,
+    in_payload: bool,
+    remaining: u64,
+    opcode: u8,
+    mask: [u8; 4],
+    mask_offset: u8,
+    /// A fragmented binary message is open: continuation frames are expected.
+    in_message: bool,
+    /// The payload of the control frame being read; empty (unallocated) otherwise.
+    control: Vec<u8>,
+    max_frame: u64,
+}
+
+impl FrameDecoder {
+    /// `max_frame`: the largest data frame payload accepted; larger ones fail with 1009.
+    pub(crate) fn new(max_frame: u64) -> FrameDecoder {
+        FrameDecoder {
+            header: [0; 14],
+            header_len: 0,
+            in_payload: false,
+            remaining: 0,
+            opcode: 0,
+            mask: [0; 4],
+            mask_offset: 0,
+            in_message: false,
+            control: Vec::new(),
+            max_frame,
+        }
+    }
+
+    /// Consumes raw bytes `buf[*read..]`, moving unmasked binary payload down to
+    /// `buf[*write..]` (`*write <= *read` always, so this is an in-place compaction) and
+    /// advancing both. Returns at the end of the input or at the first complete control
+    /// frame or error; call again while `*read < buf.len()`.
+    pub(crate) fn decode(&mut self, buf: &mut [u8], read: &mut usize, write: &mut usize) -> Step {
+        while *read < buf.len() {
+            if !self.in_payload {
+                let byte = buf[*read];
+                *read += 1;
+                if let Some(step) = self.header_byte(byte) {
+                    return step;
+                }
+                continue;
+            }
+            let available = (buf.len() - *read) as u64;
+            // Fits in usize: bounded by `available`, a slice length.
+            let n = self.remaining.min(available) as usize;
+            let is_data = self.opcode < OP_CLOSE;
+            for i in 0..n {
+                let byte = buf[*read + i] ^ self.mask[usize::from(self.mask_offset)];
+                self.mask_offset = (self.mask_offset + 1) & 3;
+                if is_data {
+                    buf[*write + i] = byte;
+                } else {
+                    self.control.push(byte);
+                }
+            }
+            *read += n;
+            if is_data {
+                *write += n;
+            }
+            self.remaining -= n as u64;
+            if self.remaining == 0 {
+                self.in_payload = false;
+                if let Some(step) = self.frame_done() {
+                    return step;
+                }
+            }
+        }
+        Step::NeedMore
+    }
+
+    /// Adds one header byte; validates as soon as the bytes allow it.
+    fn header_byte(&mut self, byte: u8) -> Option<Step> {
+        let at = usize::from(self.header_len);
+        self.header[at] = byte;
+        self.header_len += 1;
+        if at == 1
+            && let Err(code) = self.check_first_two()
+        {
+            return Some(Step::Fail(code));
+        }
+        if at < 1 {
+            return None;
+        }
+        let extended = match self.header[1] & 0x7F {
+            126 => 2,
+            127 => 8,
+            _ => 0,
+        };
+        let total = 2 + extended + 4;
+        if usize::from(self.header_len) < total {
+            return None;
+        }
+        let length: u64 = match extended {
+            0 => u64::from(self.header[1] & 0x7F),
+            2 => u64::from(u16::from_be_bytes([self.header[2], self.header[3]])),
+            _ => {
+                let mut bytes = [0u8; 8];
+                bytes.copy_from_slice(&self.header[2..10]);
+                u64::from_be_bytes(bytes)
+            }
+        };
+        if length >> 63 != 0 {
+            // The most significant bit must be 0 [RFC 6455 §5.2].
+            return Some(Step::Fail(close_code::PROTOCOL_ERROR));
+        }
+        if self.opcode < OP_CLOSE && length > self.max_frame {
+            return Some(Step::Fail(close_code::TOO_BIG));
+        }
+        self.mask.copy_from_slice(&self.header[2 + extended..total]);
+        self.mask_offset = 0;
+        self.header_len = 0;
+        self.remaining = length;
+        if self.opcode >= OP_CLOSE {
+            self.control = Vec::with_capacity(length as usize);
+        }
+        if length > 0 {
+            self.in_payload = true;
+            return None;
+        }
+        self.frame_done()
+    }
+
+    /// Checks FIN / RSV / opcode / MASK / the 7-bit length once two bytes are in.
+    fn check_first_two(&mut self) -> Result<(), u16> {
+        let [b0, b1, ..] = self.header;
+        let fin = b0 & 0x80 != 0;
+        let opcode = b0 & 0x0F;
+        if b0 & 0x70 != 0 {
+            // No extension was negotiated, so every RSV bit must be 0 [RFC 6455 §5.2].
+            return Err(close_code::PROTOCOL_ERROR);
+        }
+        if b1 & 0x80 == 0 {
+            // Client frames must be masked [RFC 6455 §5.1].
+            return Err(close_code::PROTOCOL_ERROR);
+        }
+        match opcode {
+            OP_TEXT => return Err(close_code::UNSUPPORTED_DATA),
+            OP_BINARY if self.in_message => return Err(close_code::PROTOCOL_ERROR),
+            OP_CONTINUATION if !self.in_message => return Err(close_code::PROTOCOL_ERROR),
+            OP_BINARY | OP_CONTINUATION => self.in_message = !fin,
+            OP_CLOSE | OP_PING | OP_PONG => {
+                if !fin || usize::from(b1 & 0x7F) > MAX_CONTROL_PAYLOAD {
+                    return Err(close_code::PROTOCOL_ERROR);
+                }
+            }
+            _ => return Err(close_code::PROTOCOL_ERROR),
+        }
+        self.opcode = opcode;
+        Ok(())
+    }
+
+    fn frame_done(&mut self) -> Option<Step> {
+        let payload = std::mem::take(&mut self.control);
+        match self.opcode {
+            OP_PING => Some(Step::Ping(payload)),
+            OP_PONG => Some(Step::Pong),
+            OP_CLOSE => Some(match parse_close(&payload) {
+                Ok(code) => Step::Close(code),
+                Err(code) => Step::Fail(code),
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// A close frame's status code, checked [RFC 6455 §5.5.1, §7.4]: no payload, or a valid
+/// code followed by a UTF-8 reason.
+fn parse_close(payload: &[u8]) -> Result<Option<u16>, u16> {
+    match payload {
+        [] => Ok(None),
+        [_] => Err(close_code::PROTOCOL_ERROR),
+        [hi, lo, reason @ ..] => {
+            let code = u16::from_be_bytes([*hi, *lo]);
+            let valid = matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999);
+            if !valid {
+                return Err(close_code::PROTOCOL_ERROR);
+            }
+            if std::str::from_utf8(reason).is_err() {
+                return Err(close_code::INVALID_PAYLOAD);
+            }
+            Ok(Some(code))
+        }
+    }
+}
+
+/// Writes the header of an unmasked, final frame carrying `len` payload bytes into `out`;
+/// returns its length (2, 4 or 10 bytes).
+pub(crate) fn encode_header(opcode: u8, len: u64, out: &mut [u8; 10]) -> usize {
+    out[0] = 0x80 | opcode;
+    if len < 126 {
+        out[1] = len as u8;
+        2
+    } else if let Ok(short) = u16::try_from(len) {
+        out[1] = 126;
+        out[2..4].copy_from_slice(&short.to_be_bytes());
+        4
+    } else {
+        out[1] = 127;
+        out[2..10].copy_from_slice(&len.to_be_bytes());
+        10
+    }
+}
+
+/// Header encoding for a binary data frame.
+pub(crate) fn encode_binary_header(len: u64, out: &mut [u8; 10]) -> usize {
+    encode_header(OP_BINARY, len, out)
+}
+
+/// A whole control frame (ping, pong or close), appended to `out`.
+pub(crate) fn encode_control(opcode: u8, payload: &[u8], out: &mut Vec<u8>) {
+    let payload = &payload[..payload.len().min(MAX_CONTROL_PAYLOAD)];
+    let mut header = [0u8; 10];
+    let n = encode_header(opcode, payload.len() as u64, &mut header);
+    out.extend_from_slice(&header[..n]);
+    out.extend_from_slice(payload);
+}
+
+/// A close frame with `code` and no reason, appended to `out`.
+pub(crate) fn encode_close(code: u16, out: &mut Vec<u8>) {
+    encode_control(OP_CLOSE, &code.to_be_bytes(), out);
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,370 @@
+//! MQTT over WebSocket (RFC 6455, MQTT §6) and over WSS: the HTTP/1.1 upgrade with hyper,
+//! then [`WsStream`] turns the frames into the byte stream the MQTT driver reads.
+//!
+//! Per connection: accept (connection slot taken), optional PROXY header, optional TLS, one
+//! HTTP exchange — all within `handshake_timeout` — then the MQTT CONNECT deadline runs as
+//! on TCP. Every failure closes that socket only.
+
+mod frame;
+mod h2;
+pub mod handshake;
+mod stream;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use ferrymq_broker::{Broker, Connection, ConnectionPermit};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::upgrade::OnUpgrade;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+
+pub use handshake::{OriginPattern, SUBPROTOCOLS};
+pub use stream::WsStream;
+
+use tokio_rustls::server::TlsStream;
+
+use crate::driver::run_connection;
+use crate::proxy::Rewind;
+use crate::tcp::{ProxyOptions, accept_loop};
+use crate::tls::TlsReloader;
+
+/// Extra room above `max_packet_size` for a frame: a frame may carry a whole packet plus a
+/// few small ones, and payload is streamed, so the bound is about refusing absurd frames
+/// (1009), not about memory.
+const FRAME_SLACK: u64 = 4096;
+
+/// One WebSocket listener's behaviour.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WsConfig {
+    /// Paths that serve MQTT, each starting with `/`.
+    pub paths: Vec<String>,
+    /// Refuse (400) clients that offer no subprotocol.
+    pub require_subprotocol: bool,
+    /// Allowed `Origin`s; empty allows any.
+    pub allowed_origins: Vec<OriginPattern>,
+    /// Allow requests without an `Origin` header (non-browser clients send none).
+    pub allow_missing_origin: bool,
+    /// Largest total size of request headers (431 above).
+    pub max_header_bytes: usize,
+    /// PROXY header, TLS and HTTP upgrade must finish within this.
+    pub handshake_timeout: Duration,
+    /// Send a WebSocket ping after this long without sending; `None`: never.
+    pub ping_interval: Option<Duration>,
+    /// MQTT keep-alive grace factor for this listener's connections; `None` keeps the
+    /// broker-wide `mqtt.keep_alive_grace`.
+    pub keep_alive_grace: Option<f32>,
+    /// PROXY protocol and trusted proxies (also used for forwarding headers).
+    pub proxy: ProxyOptions,
+    /// On WSS: offer HTTP/2 (ALPN `h2`) and accept WebSockets as extended CONNECT streams
+    /// (RFC 8441). Plain listeners are HTTP/1.1 only.
+    pub http2: bool,
+}
+
+impl Default for WsConfig {
+    fn default() -> WsConfig {
+        WsConfig {
+            paths: vec!["/ws".to_owned(), "/mqtt".to_owned()],
+            require_subprotocol: false,
+            allowed_origins: Vec::new(),
+            allow_missing_origin: true,
+            max_header_bytes: 8192,
+            handshake_timeout: Duration::from_secs(10),
+            ping_interval: Some(Duration::from_secs(30)),
+            keep_alive_grace: None,
+            proxy: ProxyOptions::default(),
+            http2: true,
+        }
+    }
+}
+
+impl WsConfig {
+    /// The `Origin` rule: an empty allow-list allows every origin.
+    pub fn origin_allowed(&self, origin: Option<&HeaderValue>) -> bool {
+        let Some(origin) = origin else {
+            return self.allow_missing_origin;
+        };
+        if self.allowed_origins.is_empty() {
+            return true;
+        }
+        let Ok(origin) = origin.to_str() else {
+            return false;
+        };
+        self.allowed_origins.iter().any(|p| p.matches(origin))
+    }
+}
+
+/// Accepts WebSocket (or, with `tls`, WSS) connections until the broker shuts down.
+pub async fn serve_ws(
+    listener: TcpListener,
+    broker: Arc<Broker>,
+    config: WsConfig,
+    tls: Option<Arc<TlsReloader>>,
+) {
+    let config = Arc::new(config);
+    let b = Arc::clone(&broker);
+    accept_loop(listener, &b, move |stream, peer, permit| {
+        tokio::spawn(ws_connection(
+            stream,
+            peer,
+            permit,
+            Arc::clone(&broker),
+            Arc::clone(&config),
+            tls.clone(),
+        ));
+    })
+    .await;
+}
+
+/// What the HTTP exchange produced for an upgrade.
+struct Accepted {
+    on_upgrade: OnUpgrade,
+    peer: SocketAddr,
+}
+
+async fn ws_connection(
+    stream: TcpStream,
+    tcp_peer: SocketAddr,
+    permit: ConnectionPermit,
+    broker: Arc<Broker>,
+    config: Arc<WsConfig>,
+    tls: Option<Arc<TlsReloader>>,
+) {
+    let deadline = tokio::time::Instant::now() + config.handshake_timeout;
+    // Boxed: hyper's connection state and a TLS handshake are several KiB; inline they would
+    // size the task of every connection for its whole life, idle or not.
+    let handshake = Box::pin(handshake_phase(stream, tcp_peer, &config, tls.as_deref()));
+    let outcome = match tokio::time::timeout_at(deadline, handshake).await {
+        Ok(Ok(Some(outcome))) => outcome,
+        Ok(Ok(None)) => return,
+        Ok(Err(error)) => {
+            tracing::debug!(peer = %tcp_peer, %error, "WebSocket handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(peer = %tcp_peer, "WebSocket handshake timed out");
+            return;
+        }
+    };
+    match outcome {
+        Handshook::Upgraded {
+            upgraded,
+            peer,
+            cert_user,
+        } => {
+            run_mqtt(
+                TokioIo::new(upgraded),
+                peer,
+                cert_user,
+                permit,
+                broker,
+                &config,
+            )
+            .await
+        }
+        Handshook::Http2 {
+            stream,
+            peer,
+            cert_user,
+        } => {
+            Box::pin(h2::serve_h2(
+                stream, peer, cert_user, permit, broker, config,
+            ))
+            .await
+        }
+    }
+}
+
+/// MQTT over an upgraded WebSocket byte stream, until it closes.
+async fn run_mqtt<S>(
+    io: S,
+    peer: SocketAddr,
+    cert_user: Option<String>,
+    permit: ConnectionPermit,
+    broker: Arc<Broker>,
+    config: &WsConfig,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let max_packet = u64::from(broker.config().limits.max_packet_size);
+    let ws = WsStream::new(
+        io,
+        max_packet + FRAME_SLACK,
+        config.ping_interval,
+        broker.shutdown_token().clone(),
+    );
+    let mut conn = Connection::new(broker, peer, permit);
+    if let Some(grace) = config.keep_alive_grace {
+        conn = conn.with_keep_alive_grace(grace);
+    }
+    if let Some(user) = cert_user {
+        conn = conn.with_certificate_user(user);
+    }
+    run_connection(ws, conn).await;
+}
+
+/// What the handshake phase produced.
+enum Handshook {
+    /// An HTTP/1.1 upgrade: one WebSocket.
+    Upgraded {
+        upgraded: hyper::upgrade::Upgraded,
+        peer: SocketAddr,
+        cert_user: Option<String>,
+    },
+    /// A TLS connection that chose HTTP/2: WebSockets come as extended CONNECT streams.
+    /// (Boxed: a TLS session is large, and this enum lives in the connection's task.)
+    Http2 {
+        stream: Box<TlsStream<Rewind<TcpStream>>>,
+        peer: SocketAddr,
+        cert_user: Option<String>,
+    },
+}
+
+/// PROXY header, TLS, HTTP: `Ok(None)` when the request was answered without an upgrade.
+async fn handshake_phase(
+    stream: TcpStream,
+    tcp_peer: SocketAddr,
+    config: &Arc<WsConfig>,
+    tls: Option<&TlsReloader>,
+) -> std::io::Result<Option<Handshook>> {
+    let (stream, peer) = config
+        .proxy
+        .preamble(stream, tcp_peer, config.handshake_timeout)
+        .await?;
+    let Some(tls) = tls else {
+        return Ok(http_upgrade(stream, peer, config)
+            .await
+            .map(|(upgraded, peer)| Handshook::Upgraded {
+                upgraded,
+                peer,
+                cert_user: None,
+            }));
+    };
+    let stream = tls.wss_acceptor(config.http2).accept(stream).await?;
+    let cert_user = tls.certificate_user(stream.get_ref().1);
+    if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+        return Ok(Some(Handshook::Http2 {
+            stream: Box::new(stream),
+            peer,
+            cert_user,
+        }));
+    }
+    Ok(http_upgrade(stream, peer, config)
+        .await
+        .map(|(upgraded, peer)| Handshook::Upgraded {
+            upgraded,
+            peer,
+            cert_user,
+        }))
+}
+
+/// Runs one HTTP/1.1 exchange; returns the upgraded connection and the client address
+/// (from forwarding headers when `peer` is a trusted proxy).
+async fn http_upgrade<S>(
+    io: S,
+    peer: SocketAddr,
+    config: &Arc<WsConfig>,
+) -> Option<(hyper::upgrade::Upgraded, SocketAddr)>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let slot: Arc<Mutex<Option<Accepted>>> = Arc::new(Mutex::new(None));
+    let service = {
+        let slot = Arc::clone(&slot);
+        let config = Arc::clone(config);
+        hyper::service::service_fn(move |request: Request<Incoming>| {
+            let response = respond(request, peer, &config, &slot);
+            std::future::ready(Ok::<_, Infallible>(response))
+        })
+    };
+    // hyper refuses a read buffer under 8 KiB; smaller header limits are enforced by
+    // `handshake::check` instead, and both answer 431.
+    let max_buf = config.max_header_bytes.saturating_add(1024).max(8192);
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(config.handshake_timeout)
+        .max_buf_size(max_buf)
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
+    if let Err(error) = connection.await {
+        tracing::debug!(%peer, %error, "HTTP connection ended with an error");
+    }
+    let accepted = slot.lock().unwrap_or_else(|e| e.into_inner()).take()?;
+    match accepted.on_upgrade.await {
+        Ok(upgraded) => Some((upgraded, accepted.peer)),
+        Err(error) => {
+            tracing::debug!(%peer, %error, "WebSocket upgrade failed");
+            None
+        }
+    }
+}
+
+fn respond(
+    mut request: Request<Incoming>,
+    peer: SocketAddr,
+    config: &WsConfig,
+    slot: &Mutex<Option<Accepted>>,
+) -> Response<Full<Bytes>> {
+    match handshake::check(&request, config) {
+        Ok(upgrade) => {
+            let client = config.proxy.trusted.client_address(peer, request.headers());
+            if client != peer {
+                tracing::debug!(proxy = %peer, %client, "client address from forwarding headers");
+            }
+            let on_upgrade = hyper::upgrade::on(&mut request);
+            *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(Accepted {
+                on_upgrade,
+                peer: client,
+            });
+            let mut response = Response::new(Full::new(Bytes::new()));
+            *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+            let headers = response.headers_mut();
+            headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+            headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+            if let Ok(accept) = HeaderValue::from_str(&upgrade.accept) {
+                headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+            }
+            if let Some(protocol) = upgrade
+                .protocol
+                .and_then(|p| HeaderValue::from_str(&p).ok())
+            {
+                headers.insert(header::SEC_WEBSOCKET_PROTOCOL, protocol);
+            }
+            response
+        }
+        Err(reply) => {
+            if reply.status != StatusCode::OK {
+                tracing::debug!(%peer, status = %reply.status, path = request.uri().path(), "WebSocket request refused");
+            }
+            let mut response = plain_response(reply);
+            // One request per connection unless it upgrades: a refused client cannot keep
+            // the connection slot for more requests. (HTTP/1.1 only: HTTP/2 forbids it.)
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            response
+        }
+    }
+}
+
+/// A short text answer.
+fn plain_response(reply: handshake::Reply) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(format!("{}\n", reply.reason))));
+    *response.status_mut() = reply.status;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    if let Some((name, value)) = reply.header {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    response
+}

@@ -1,0 +1,328 @@
+//! [`WsStream`]: a WebSocket connection seen as a plain byte stream, so the MQTT driver
+//! runs over it exactly as over TCP. Binary payloads of all frames, in order, form the
+//! input stream (an MQTT packet may span frames, a frame may hold several packets); each
+//! `write` call becomes one binary frame (the driver writes its whole output with one
+//! `write_all` per flush, so one flush is one frame). Pings are answered, idle connections
+//! get a ping every `ping_interval`, and the closing handshake is done on both ends.
+//!
+//! Memory: nothing is buffered here. Payload is unmasked in place in the reader's buffer;
+//! outgoing payload is written straight from the writer's buffer behind a ≤10-byte header
+//! (one vectored write); control frames are buffered only while they wait to be sent.
+
+use std::future::Future;
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{Instant, Sleep};
+use tokio_util::sync::CancellationToken;
+
+use super::frame::{
+    FrameDecoder, OP_PING, OP_PONG, Step, close_code, encode_binary_header, encode_close,
+    encode_control,
+};
+
+/// Queued control frames beyond this size are not added to (a client flooding pings while
+/// not reading our pongs): RFC 6455 §5.5.3 allows answering only the latest ping.
+const MAX_QUEUED_CONTROL: usize = 512;
+
+/// How long a closing server waits for the client's close frame before closing TCP.
+/// Closing TCP first with the client's frame still unread would make the kernel send RST,
+/// which can destroy our own close frame in the client's receive buffer.
+const CLOSE_LINGER: Duration = Duration::from_secs(1);
+
+/// A server-side WebSocket connection over `S` (TCP, TLS or an HTTP upgrade).
+pub struct WsStream<S> {
+    inner: S,
+    decoder: FrameDecoder,
+    /// Encoded control frames waiting to go out; unallocated when empty.
+    control_out: Vec<u8>,
+    control_written: usize,
+    /// Payload bytes of the data frame being written that are still owed.
+    out_remaining: usize,
+    out_header: [u8; 10],
+    out_header_len: u8,
+    out_header_written: u8,
+    /// No more data for the reader: the peer closed, failed, or TCP ended.
+    read_done: bool,
+    /// Reading stopped because the peer broke the protocol (no linger then).
+    failed: bool,
+    close_queued: bool,
+    close_received: bool,
+    ping_interval: Option<Duration>,
+    ping_timer: Option<Pin<Box<Sleep>>>,
+    last_write: Instant,
+    linger: Option<Pin<Box<Sleep>>>,
+    /// The broker's shutdown token: a close while it is cancelled says 1001 "going away".
+    shutdown: CancellationToken,
+}
+
+impl<S> WsStream<S> {
+    /// Wraps an upgraded connection. `max_frame`: largest data frame accepted (1009 above);
+    /// `ping_interval`: send a ping after this long without sending anything.
+    pub fn new(
+        inner: S,
+        max_frame: u64,
+        ping_interval: Option<Duration>,
+        shutdown: CancellationToken,
+    ) -> WsStream<S> {
+        WsStream {
+            inner,
+            decoder: FrameDecoder::new(max_frame),
+            control_out: Vec::new(),
+            control_written: 0,
+            out_remaining: 0,
+            out_header: [0; 10],
+            out_header_len: 0,
+            out_header_written: 0,
+            read_done: false,
+            failed: false,
+            close_queued: false,
+            close_received: false,
+            ping_interval,
+            ping_timer: None,
+            last_write: Instant::now(),
+            linger: None,
+            shutdown,
+        }
+    }
+
+    fn queue_close(&mut self, code: u16) {
+        if !self.close_queued {
+            self.close_queued = true;
+            encode_close(code, &mut self.control_out);
+        }
+    }
+
+    fn mid_data_frame(&self) -> bool {
+        self.out_remaining > 0 || self.out_header_written < self.out_header_len
+    }
+
+    /// Applies what the decoder found; `true` when reading must stop.
+    fn on_step(&mut self, step: Step) -> bool {
+        match step {
+            Step::NeedMore | Step::Pong => false,
+            Step::Ping(payload) => {
+                if !self.close_queued && self.control_out.len() < MAX_QUEUED_CONTROL {
+                    encode_control(OP_PONG, &payload, &mut self.control_out);
+                }
+                false
+            }
+            Step::Close(code) => {
+                self.close_received = true;
+                // Echo the status code, as RFC 6455 §5.5.1 suggests.
+                self.queue_close(code.unwrap_or(close_code::NORMAL));
+                true
+            }
+            Step::Fail(code) => {
+                tracing::debug!(code, "closing WebSocket: client broke the framing rules");
+                self.failed = true;
+                self.queue_close(code);
+                true
+            }
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> WsStream<S> {
+    /// Writes queued control frames, but never inside a data frame being written.
+    fn poll_control(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.control_out.is_empty() || self.mid_data_frame() {
+            return Poll::Ready(Ok(()));
+        }
+        while self.control_written < self.control_out.len() {
+            let pending = &self.control_out[self.control_written..];
+            let n = ready!(Pin::new(&mut self.inner).poll_write(cx, pending))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.control_written += n;
+        }
+        self.control_out = Vec::new();
+        self.control_written = 0;
+        self.last_write = Instant::now();
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    /// Queues a ping when nothing was sent for `ping_interval`, so that proxies with idle
+    /// timers (nginx: 60 s) keep connections of clients that only subscribe.
+    fn poll_ping(&mut self, cx: &mut Context<'_>) {
+        let Some(interval) = self.ping_interval else {
+            return;
+        };
+        let due = self.last_write + interval;
+        let timer = self
+            .ping_timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
+        // The timer is moved lazily: writes only update `last_write`, and a timer that
+        // fires early is re-armed for the real due time.
+        while timer.as_mut().poll(cx).is_ready() {
+            let due = self.last_write + interval;
+            let now = Instant::now();
+            if now < due {
+                timer.as_mut().reset(due);
+                continue;
+            }
+            if !self.close_queued && self.control_out.is_empty() {
+                encode_control(OP_PING, &[], &mut self.control_out);
+            }
+            self.last_write = now;
+            timer.as_mut().reset(now + interval);
+        }
+    }
+
+    /// After our close frame: read and discard until the client's close frame, TCP EOF or
+    /// [`CLOSE_LINGER`]. After a protocol error the rest of the input cannot be parsed, so
+    /// it is discarded until EOF or the deadline.
+    fn poll_linger(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.read_done && !self.failed {
+            return Poll::Ready(());
+        }
+        let linger = self
+            .linger
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(CLOSE_LINGER)));
+        if linger.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(());
+        }
+        let mut scratch = [0u8; 512];
+        loop {
+            let mut buf = ReadBuf::new(&mut scratch);
+            match Pin::new(&mut self.inner).poll_read(cx, &mut buf) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(_)) => return Poll::Ready(()),
+                Poll::Ready(Ok(())) => {}
+            }
+            let filled = buf.filled_mut();
+            if filled.is_empty() {
+                return Poll::Ready(());
+            }
+            if self.failed {
+                continue;
+            }
+            let (mut read, mut write) = (0, 0);
+            while read < filled.len() {
+                match self.decoder.decode(filled, &mut read, &mut write) {
+                    Step::Close(_) | Step::Fail(_) => return Poll::Ready(()),
+                    _ => write = 0,
+                }
+            }
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for WsStream<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        loop {
+            if this.read_done {
+                // EOF for the driver; the queued close frame goes out on shutdown.
+                let _ = this.poll_control(cx)?;
+                return Poll::Ready(Ok(()));
+            }
+            this.poll_ping(cx);
+            // A pending write here only means the pong waits for the next call.
+            let _ = this.poll_control(cx)?;
+            let start = buf.filled().len();
+            if buf.remaining() == 0 {
+                return Poll::Ready(Ok(()));
+            }
+            ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
+            let end = buf.filled().len();
+            if end == start {
+                this.read_done = true;
+                return Poll::Ready(Ok(()));
+            }
+            let (mut read, mut write) = (start, start);
+            let filled = &mut buf.filled_mut()[..end];
+            while read < end {
+                let step = this.decoder.decode(filled, &mut read, &mut write);
+                if this.on_step(step) {
+                    this.read_done = true;
+                    break;
+                }
+            }
+            buf.set_filled(write);
+            if write > start {
+                return Poll::Ready(Ok(()));
+            }
+            // Only headers or control frames arrived: returning now would read as EOF.
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for WsStream<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if data.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        if !this.mid_data_frame() {
+            if this.close_queued {
+                return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
+            }
+            ready!(this.poll_control(cx))?;
+            // The frame covers exactly this buffer; `write_all` hands back the rest of it
+            // after a partial write, which continues the same frame.
+            this.out_header_len =
+                encode_binary_header(data.len() as u64, &mut this.out_header) as u8;
+            this.out_header_written = 0;
+            this.out_remaining = data.len();
+        }
+        let take = data.len().min(this.out_remaining);
+        loop {
+            let header = &this.out_header
+                [usize::from(this.out_header_written)..usize::from(this.out_header_len)];
+            let n = if header.is_empty() {
+                ready!(Pin::new(&mut this.inner).poll_write(cx, &data[..take]))?
+            } else {
+                let bufs = [IoSlice::new(header), IoSlice::new(&data[..take])];
+                ready!(Pin::new(&mut this.inner).poll_write_vectored(cx, &bufs))?
+            };
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            let from_header = n.min(header.len());
+            this.out_header_written += from_header as u8;
+            let payload = n - from_header;
+            if payload > 0 {
+                this.out_remaining -= payload;
+                this.last_write = Instant::now();
+                return Poll::Ready(Ok(payload));
+            }
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.poll_control(cx))?;
+        Pin::new(&mut this.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if !this.mid_data_frame() {
+            let code = if this.shutdown.is_cancelled() {
+                close_code::GOING_AWAY
+            } else {
+                close_code::NORMAL
+            };
+            this.queue_close(code);
+            ready!(this.poll_control(cx))?;
+            ready!(this.poll_linger(cx));
+        }
+        Pin::new(&mut this.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests;
