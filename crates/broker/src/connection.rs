@@ -384,7 +384,8 @@ impl Connection {
         let expiry = requested_expiry.min(mqtt.max_session_expiry);
 
         let now = Instant::now();
-        let attached = broker.attach(&client_id, self.id, connect.clean_start, now);
+        let vhost = broker.default_vhost().clone();
+        let attached = broker.attach(&vhost, &client_id, self.id, connect.clean_start, now);
         let mut state = ConnectionState::new(protocol, now);
         state.keep_alive = Duration::from_secs(u64::from(connect.keep_alive));
         let mut server_keep_alive = None;
@@ -596,7 +597,7 @@ impl Connection {
         }
         let message =
             Message::from_publish(publish, Instant::now(), Some(session.client_id.clone()));
-        let outcome = broker.publish(message);
+        let outcome = broker.publish(&session.vhost, message);
         let reason = match (v5, outcome.matched, outcome.refused) {
             (false, _, _) => ReasonCode::Success,
             (true, 0, _) => ReasonCode::NoMatchingSubscribers,

@@ -9,14 +9,15 @@ mod metrics;
 mod registry;
 mod router;
 mod sys;
+mod vhost;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, RwLock};
 
 use ferrymq_auth::Authenticator;
-use ferrymq_session::{Message, QueueLimits};
-use ferrymq_topic::{TopicLimits, TopicTree};
+use ferrymq_session::QueueLimits;
+use ferrymq_topic::TopicLimits;
 use tokio_util::sync::CancellationToken;
 
 pub use config::{BrokerConfig, Limits, MqttSettings};
@@ -24,17 +25,16 @@ pub use connection::{Closed, Connection};
 pub use metrics::Metrics;
 pub use registry::{CloseKind, SessionHandle};
 pub use router::PublishOutcome;
-
-use router::Router;
+pub use vhost::{DEFAULT_VHOST, Vhost};
 
 /// The broker. Shared as `Arc<Broker>` by every connection task.
 pub struct Broker {
     config: BrokerConfig,
     auth: Authenticator,
     topic_limits: TopicLimits,
-    sessions: Mutex<HashMap<Arc<str>, Arc<SessionHandle>>>,
-    router: RwLock<Router>,
-    retained: RwLock<TopicTree<Arc<Message>>>,
+    /// Every virtual host by name; `default_vhost` is also in it.
+    vhosts: RwLock<HashMap<Arc<str>, Arc<Vhost>>>,
+    default_vhost: Arc<Vhost>,
     metrics: Metrics,
     next_connection_id: AtomicU64,
     shutdown: CancellationToken,
@@ -68,13 +68,16 @@ impl Broker {
             max_topic_length: config.limits.max_topic_length,
             max_topic_levels: config.limits.max_topic_levels,
         };
+        let default_vhost = Arc::new(Vhost::new(Arc::from(DEFAULT_VHOST)));
         Arc::new(Broker {
             config,
             auth,
             topic_limits,
-            sessions: Mutex::new(HashMap::new()),
-            router: RwLock::new(Router::default()),
-            retained: RwLock::new(TopicTree::new()),
+            vhosts: RwLock::new(HashMap::from([(
+                default_vhost.name.clone(),
+                default_vhost.clone(),
+            )])),
+            default_vhost,
             metrics: Metrics::default(),
             next_connection_id: AtomicU64::new(1),
             shutdown: CancellationToken::new(),
@@ -127,10 +130,40 @@ impl Broker {
         }
     }
 
-    fn lock_sessions(&self) -> MutexGuard<'_, HashMap<Arc<str>, Arc<SessionHandle>>> {
-        self.sessions
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    /// The vhost `/`, which always exists.
+    pub fn default_vhost(&self) -> &Arc<Vhost> {
+        &self.default_vhost
+    }
+
+    /// The vhost called `name`, if it exists.
+    pub fn vhost(&self, name: &str) -> Option<Arc<Vhost>> {
+        self.vhosts
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    /// The vhost called `name`, created empty if it did not exist.
+    pub fn ensure_vhost(&self, name: &str) -> Arc<Vhost> {
+        if let Some(vhost) = self.vhost(name) {
+            return vhost;
+        }
+        let mut vhosts = self.vhosts.write().unwrap_or_else(|p| p.into_inner());
+        vhosts
+            .entry(Arc::from(name))
+            .or_insert_with_key(|name| Arc::new(Vhost::new(name.clone())))
+            .clone()
+    }
+
+    /// Every vhost, in no particular order.
+    pub fn vhosts(&self) -> Vec<Arc<Vhost>> {
+        self.vhosts
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
     }
 
     fn next_connection_id(&self) -> u64 {

@@ -17,11 +17,14 @@ use tokio::sync::Notify;
 
 use crate::Broker;
 use crate::metrics::Metrics;
+use crate::vhost::Vhost;
 
 /// A session and the means to wake the connection serving it.
 #[derive(Debug)]
 pub struct SessionHandle {
     pub client_id: Arc<str>,
+    /// The vhost the session lives in; its routes and registry entry are there.
+    pub vhost: Arc<Vhost>,
     inner: Mutex<SessionInner>,
     /// Wakes the attached connection task: new deliveries, or it was kicked.
     pub(crate) notify: Notify,
@@ -52,8 +55,9 @@ pub(crate) enum Delivered {
 }
 
 impl SessionHandle {
-    fn new(client_id: Arc<str>) -> SessionHandle {
+    fn new(client_id: Arc<str>, vhost: Arc<Vhost>) -> SessionHandle {
         SessionHandle {
+            vhost,
             inner: Mutex::new(SessionInner {
                 state: SessionState::new(client_id.clone()),
                 attached: None,
@@ -142,12 +146,13 @@ impl Broker {
     /// to it, kicking any connection already attached (takeover [MQTT-3.1.4-3]).
     pub(crate) fn attach(
         self: &Arc<Self>,
+        vhost: &Arc<Vhost>,
         client_id: &Arc<str>,
         connection_id: u64,
         clean_start: bool,
         now: Instant,
     ) -> Attached {
-        let mut sessions = self.lock_sessions();
+        let mut sessions = vhost.lock_sessions();
         let existing = sessions.get(client_id).cloned();
         let mut previous_will = None;
         let mut old_to_end = None;
@@ -180,7 +185,7 @@ impl Broker {
                     inner.ended = true;
                     drop(inner);
                     old_to_end = Some(handle);
-                    let fresh = Arc::new(SessionHandle::new(client_id.clone()));
+                    let fresh = Arc::new(SessionHandle::new(client_id.clone(), vhost.clone()));
                     sessions.insert(client_id.clone(), fresh.clone());
                     fresh
                 } else {
@@ -190,7 +195,7 @@ impl Broker {
                 }
             }
             None => {
-                let fresh = Arc::new(SessionHandle::new(client_id.clone()));
+                let fresh = Arc::new(SessionHandle::new(client_id.clone(), vhost.clone()));
                 sessions.insert(client_id.clone(), fresh.clone());
                 Metrics::inc(&self.metrics.sessions);
                 fresh
@@ -210,7 +215,7 @@ impl Broker {
             self.redistribute_shared(&old);
         }
         if let Some(will) = previous_will {
-            self.publish_will(will, client_id.clone(), now);
+            self.publish_will(vhost, will, client_id.clone(), now);
         }
         Attached {
             session,
@@ -282,7 +287,7 @@ impl Broker {
                     (will, expired)
                 };
                 if let Some(will) = will {
-                    broker.publish_will(will, session.client_id.clone(), now);
+                    broker.publish_will(&session.vhost, will, session.client_id.clone(), now);
                 }
                 if expired {
                     Metrics::inc(&broker.metrics.sessions_expired);
@@ -297,7 +302,7 @@ impl Broker {
     /// subscription index; its pending will goes out [MQTT-3.1.3-9].
     pub(crate) fn end_session(self: &Arc<Self>, session: &Arc<SessionHandle>, now: Instant) {
         {
-            let mut sessions = self.lock_sessions();
+            let mut sessions = session.vhost.lock_sessions();
             if sessions
                 .get(&session.client_id)
                 .is_some_and(|s| Arc::ptr_eq(s, session))
@@ -313,19 +318,20 @@ impl Broker {
         };
         self.forget_subscriptions(session);
         if let Some(will) = will {
-            self.publish_will(will, session.client_id.clone(), now);
+            self.publish_will(&session.vhost, will, session.client_id.clone(), now);
         }
     }
 
     fn publish_will(
         self: &Arc<Self>,
+        vhost: &Vhost,
         will: ferrymq_codec::LastWill,
         client_id: Arc<str>,
         now: Instant,
     ) {
-        tracing::debug!(client_id = %client_id, topic = %will.topic, "publishing will");
+        tracing::debug!(vhost = %vhost.name, client_id = %client_id, topic = %will.topic, "publishing will");
         Metrics::inc(&self.metrics.wills_published);
         let message = Message::from_will(will, now, Some(client_id));
-        self.publish(message);
+        self.publish(vhost, message);
     }
 }

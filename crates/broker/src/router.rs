@@ -17,6 +17,7 @@ use ferrymq_topic::{SubscriptionFilter, SubscriptionTrie};
 use crate::Broker;
 use crate::metrics::Metrics;
 use crate::registry::{Delivered, SessionHandle};
+use crate::vhost::Vhost;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) enum RouteKey {
@@ -89,16 +90,16 @@ struct Target {
 impl Broker {
     /// Routes one message: stores or clears it as retained when its RETAIN flag is set
     /// [MQTT-3.3.1-5], then queues it to every matching session.
-    pub fn publish(&self, message: Message) -> PublishOutcome {
+    pub fn publish(&self, vhost: &Vhost, message: Message) -> PublishOutcome {
         let message = Arc::new(message);
         // A message that expires on arrival can still clear a retained message, but is not kept.
         let storable = !message.expires_on_arrival || message.payload.is_empty();
         if message.retain && self.config.mqtt.retain_available && storable {
-            self.store_retained(&message);
+            self.store_retained(vhost, &message);
         }
         let mut targets = Vec::new();
         {
-            let router = self.router.read().unwrap_or_else(|p| p.into_inner());
+            let router = vhost.router();
             router
                 .trie
                 .for_each_match(&message.topic, |_, route| match route {
@@ -141,8 +142,8 @@ impl Broker {
         outcome
     }
 
-    fn store_retained(&self, message: &Arc<Message>) {
-        let mut retained = self.retained.write().unwrap_or_else(|p| p.into_inner());
+    fn store_retained(&self, vhost: &Vhost, message: &Arc<Message>) {
+        let mut retained = vhost.retained_mut();
         if message.payload.is_empty() {
             // An empty retained message deletes the stored one [MQTT-3.3.1-6].
             if retained.remove(&message.topic).is_some() {
@@ -157,6 +158,7 @@ impl Broker {
     /// [MQTT-3.3.1-9]. Expired ones are skipped (and removed).
     fn retained_for(
         &self,
+        vhost: &Vhost,
         filter: &str,
         granted: QoS,
         identifier: Option<u32>,
@@ -165,7 +167,7 @@ impl Broker {
         let mut deliveries = Vec::new();
         let mut expired = Vec::new();
         {
-            let retained = self.retained.read().unwrap_or_else(|p| p.into_inner());
+            let retained = vhost.retained();
             retained.for_each_matching(filter, |topic, message| {
                 if message.is_expired(now) {
                     expired.push(topic.to_owned());
@@ -181,7 +183,7 @@ impl Broker {
             });
         }
         if !expired.is_empty() {
-            let mut retained = self.retained.write().unwrap_or_else(|p| p.into_inner());
+            let mut retained = vhost.retained_mut();
             for topic in expired {
                 if retained.get(&topic).is_some_and(|m| m.is_expired(now)) {
                     retained.remove(&topic);
@@ -208,7 +210,7 @@ impl Broker {
             options: subscription.options,
             identifier: subscription.identifier,
         };
-        let mut router = self.router.write().unwrap_or_else(|p| p.into_inner());
+        let mut router = session.vhost.router_mut();
         match parsed {
             SubscriptionFilter::Normal(filter) => {
                 router.trie.insert(
@@ -224,6 +226,7 @@ impl Broker {
                 };
                 match send && self.config.mqtt.retain_available {
                     true => self.retained_for(
+                        &session.vhost,
                         filter,
                         subscription.options.qos,
                         subscription.identifier,
@@ -261,7 +264,7 @@ impl Broker {
         session: &Arc<SessionHandle>,
         parsed: SubscriptionFilter<'_>,
     ) {
-        let mut router = self.router.write().unwrap_or_else(|p| p.into_inner());
+        let mut router = session.vhost.router_mut();
         match parsed {
             SubscriptionFilter::Normal(filter) => {
                 let key = RouteKey::Client(session.client_id.clone());
@@ -313,7 +316,7 @@ impl Broker {
         if pending.is_empty() {
             return;
         }
-        let router = self.router.read().unwrap_or_else(|p| p.into_inner());
+        let router = session.vhost.router();
         let mut moves = Vec::new();
         for delivery in pending {
             let Some(group_key) = delivery.shared_group.clone() else {

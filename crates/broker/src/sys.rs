@@ -50,17 +50,23 @@ impl Broker {
             format!("{SYS_PREFIX}broker/uptime_secs"),
             started.elapsed().as_secs().to_string(),
         ));
-        for (topic, value) in values {
-            self.publish(Message {
-                topic: Arc::from(topic),
-                payload: Bytes::from(value),
-                qos: QoS::AtMostOnce,
-                retain: true,
-                properties: PublishProperties::default(),
-                expires_at: None,
-                publisher: None,
-                expires_on_arrival: false,
-            });
+        // $SYS is the broker's, so every vhost sees it.
+        for vhost in self.vhosts() {
+            for (topic, value) in &values {
+                self.publish(
+                    &vhost,
+                    Message {
+                        topic: Arc::from(topic.as_str()),
+                        payload: Bytes::from(value.clone()),
+                        qos: QoS::AtMostOnce,
+                        retain: true,
+                        properties: PublishProperties::default(),
+                        expires_at: None,
+                        publisher: None,
+                        expires_on_arrival: false,
+                    },
+                );
+            }
         }
     }
 }

@@ -1,0 +1,62 @@
+//! Virtual hosts: each one is a separate world of topics, retained messages, sessions (a
+//! client id is unique per vhost) and shared-subscription groups. Nothing routes between
+//! vhosts. The default vhost is `/` (RabbitMQ's name for it).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use ferrymq_session::Message;
+use ferrymq_topic::TopicTree;
+
+use crate::registry::SessionHandle;
+use crate::router::Router;
+
+/// Name of the vhost every client lands in unless something selects another.
+pub const DEFAULT_VHOST: &str = "/";
+
+/// One virtual host's state.
+#[derive(Debug)]
+pub struct Vhost {
+    pub name: Arc<str>,
+    sessions: Mutex<HashMap<Arc<str>, Arc<SessionHandle>>>,
+    router: RwLock<Router>,
+    retained: RwLock<TopicTree<Arc<Message>>>,
+}
+
+// A poisoned lock means a panic elsewhere already broke an invariant of this one structure;
+// serving on is better than spreading the panic to every connection.
+impl Vhost {
+    pub(crate) fn new(name: Arc<str>) -> Vhost {
+        Vhost {
+            name,
+            sessions: Mutex::new(HashMap::new()),
+            router: RwLock::new(Router::default()),
+            retained: RwLock::new(TopicTree::new()),
+        }
+    }
+
+    pub(crate) fn lock_sessions(&self) -> MutexGuard<'_, HashMap<Arc<str>, Arc<SessionHandle>>> {
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn router(&self) -> RwLockReadGuard<'_, Router> {
+        self.router.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn router_mut(&self) -> RwLockWriteGuard<'_, Router> {
+        self.router.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn retained(&self) -> RwLockReadGuard<'_, TopicTree<Arc<Message>>> {
+        self.retained.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn retained_mut(&self) -> RwLockWriteGuard<'_, TopicTree<Arc<Message>>> {
+        self.retained.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Number of sessions (connected or persistent) in this vhost.
+    pub fn session_count(&self) -> usize {
+        self.lock_sessions().len()
+    }
+}
