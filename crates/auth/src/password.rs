@@ -54,6 +54,24 @@ pub(crate) fn check_phc(phc: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// True when `phc` is not argon2id, or uses less memory or fewer passes than the
+/// parameters [`hash_password`] uses; also true for a string that does not parse.
+pub(crate) fn is_weaker_than_recommended(phc: &str) -> bool {
+    let Ok(hash) = PasswordHash::new(phc) else {
+        return true;
+    };
+    if Algorithm::try_from(hash.algorithm) != Ok(Algorithm::Argon2id) {
+        return true;
+    }
+    let recommended = Params::default();
+    match Params::try_from(&hash) {
+        Ok(params) => {
+            params.m_cost() < recommended.m_cost() || params.t_cost() < recommended.t_cost()
+        }
+        Err(_) => true,
+    }
+}
+
 /// Runs argon2 over `password` with the parameters and salt of `phc`. A string that does
 /// not parse never verifies (configs are validated before they get here).
 pub(crate) fn verify(password: &[u8], phc: &str) -> bool {
