@@ -9,20 +9,31 @@
 //!    same argon2 run as a wrong password.
 //! 3. With no configured user, the built-in `guest`/`guest` exists, loopback only.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 
 use crate::config::{AuthConfig, AuthConfigError};
+use crate::definitions::Definitions;
 use crate::password::{self, DUMMY_HASH, DigestKey, GUEST_HASH, VerifiedCache};
+use crate::password_hash::PasswordHash;
+use crate::permissions::Permissions;
 
-/// Who a connection is, once authenticated.
+/// The vhost a client lands in when nothing selects another.
+pub const DEFAULT_VHOST: &str = "/";
+
+/// Who a connection is, once authenticated, and what it may do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
-    /// The user name (`anonymous` for anonymous clients).
+    /// The user name (`anonymous` for anonymous clients), without any `vhost:` prefix.
     pub username: Arc<str>,
     /// True for a client let in without credentials.
     pub anonymous: bool,
+    /// The virtual host the connection belongs to.
+    pub vhost: Arc<str>,
+    /// Topic rights in that vhost, before placeholders are bound to the client id.
+    pub permissions: Permissions,
 }
 
 /// Why a CONNECT was refused. Deliberately coarse: telling a client *which* check failed
@@ -36,23 +47,98 @@ pub enum AuthFailure {
     /// elsewhere.
     #[error("bad user name or password")]
     BadCredentials,
+    /// Good credentials, but no access to the requested vhost (or it does not exist).
+    #[error("no access to the virtual host")]
+    VhostNotAllowed,
 }
 
-/// A configured user, ready for verification.
+/// Everything about one CONNECT that authentication looks at.
+#[derive(Debug, Clone, Copy)]
+pub struct AuthRequest<'a> {
+    /// CONNECT's user name; `None` or empty = anonymous. May carry a `vhost:` prefix.
+    pub username: Option<&'a str>,
+    /// CONNECT's password bytes.
+    pub password: Option<&'a [u8]>,
+    /// The client's address (after trusted proxies).
+    pub peer: IpAddr,
+    /// The listener's default vhost, when it maps to one other than `/`.
+    pub listener_vhost: Option<&'a str>,
+    /// The user name a verified TLS client certificate maps to: no password is checked.
+    pub certificate_user: Option<&'a str>,
+}
+
+/// A user whose password can be checked.
 struct User {
     name: Arc<str>,
-    password_hash: String,
+    hash: PasswordHash,
     loopback_only: bool,
     verified: VerifiedCache,
 }
 
-/// Decides whether a CONNECT's credentials are good. `Send + Sync`: share one behind an
-/// `Arc` between all connections.
+/// Users, vhosts and permissions of the internal database, indexed for lookups.
+#[derive(Default)]
+struct Directory {
+    users: HashMap<Box<str>, User>,
+    vhosts: HashSet<Box<str>>,
+    permissions: HashMap<(Box<str>, Box<str>), Permissions>,
+}
+
+impl Directory {
+    fn from_definitions(definitions: &Definitions) -> Directory {
+        Directory {
+            users: definitions
+                .users
+                .iter()
+                .map(|u| {
+                    let user = User {
+                        name: Arc::from(u.name.as_str()),
+                        hash: u.password_hash.clone(),
+                        loopback_only: false,
+                        verified: VerifiedCache::default(),
+                    };
+                    (Box::from(u.name.as_str()), user)
+                })
+                .collect(),
+            vhosts: definitions
+                .vhosts
+                .iter()
+                .map(|v| Box::from(v.name.as_str()))
+                .collect(),
+            permissions: definitions
+                .permissions
+                .iter()
+                .map(|p| {
+                    (
+                        (Box::from(p.user.as_str()), Box::from(p.vhost.as_str())),
+                        p.permissions.clone(),
+                    )
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Decides whether a CONNECT's credentials are good and what the client may do.
+/// `Send + Sync`: share one behind an `Arc` between all connections.
+///
+/// Users come from two places: the config file (`[[auth.users]]`, full rights in the vhost
+/// `/`) and the internal database ([`Definitions`], per-vhost permissions), which can be
+/// replaced at run time with [`Authenticator::replace_definitions`]. When neither has a user,
+/// the built-in `guest`/`guest` exists, loopback only, with full rights in `/`.
 pub struct Authenticator {
     allow_anonymous: bool,
-    users: HashMap<Box<str>, User>,
+    vhost_in_username: bool,
+    config_users: HashMap<Box<str>, User>,
+    directory: RwLock<Arc<Directory>>,
+    guest: User,
+    /// Bumped by every definitions change, so connections know to re-check their rights.
+    generation: AtomicU64,
+    /// Users of the internal database who logged in with a legacy hash (RabbitMQ import, weak
+    /// argon2 parameters), with their new argon2id hash, waiting to be written back.
+    rehashed: Mutex<Vec<(String, PasswordHash)>>,
     digest_key: DigestKey,
     anonymous: Arc<str>,
+    default_vhost: Arc<str>,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -60,149 +146,302 @@ impl std::fmt::Debug for Authenticator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Authenticator")
             .field("allow_anonymous", &self.allow_anonymous)
-            .field("users", &self.users.len())
+            .field("config_users", &self.config_users.len())
             .finish_non_exhaustive()
     }
 }
 
 impl Authenticator {
-    /// Builds the authenticator, validating every user (see [`AuthConfig::validate`]); the
-    /// first problem is returned.
-    ///
-    /// When `config.users` is empty, the built-in user `guest` / password `guest`,
-    /// loopback only, exists (RabbitMQ's rule: works out of the box on a laptop, useless to
-    /// an attacker).
+    /// Builds the authenticator from the config file's users, validating every one (see
+    /// [`AuthConfig::validate`]); the first problem is returned. The internal database starts
+    /// empty: see [`Authenticator::replace_definitions`].
     pub fn new(config: AuthConfig) -> Result<Authenticator, AuthConfigError> {
         if let Some(problem) = config.validate().into_iter().next() {
             return Err(problem);
         }
-        let mut users = HashMap::with_capacity(config.users.len().max(1));
-        if config.users.is_empty() {
-            users.insert(
-                "guest".into(),
-                User {
-                    name: Arc::from("guest"),
-                    password_hash: GUEST_HASH.to_owned(),
-                    loopback_only: true,
-                    verified: VerifiedCache::default(),
-                },
-            );
-        }
-        for user in config.users {
-            users.insert(
-                user.name.as_str().into(),
-                User {
-                    name: Arc::from(user.name),
-                    password_hash: user.password_hash,
+        let config_users = config
+            .users
+            .into_iter()
+            .map(|user| {
+                let record = User {
+                    name: Arc::from(user.name.as_str()),
+                    hash: PasswordHash::Argon2id(user.password_hash),
                     loopback_only: user.loopback_only,
                     verified: VerifiedCache::default(),
-                },
-            );
-        }
+                };
+                (Box::from(user.name.as_str()), record)
+            })
+            .collect();
         Ok(Authenticator {
             allow_anonymous: config.allow_anonymous,
-            users,
+            vhost_in_username: config.vhost_in_username,
+            config_users,
+            directory: RwLock::new(Arc::new(Directory::default())),
+            guest: User {
+                name: Arc::from("guest"),
+                hash: PasswordHash::Argon2id(GUEST_HASH.to_owned()),
+                loopback_only: true,
+                verified: VerifiedCache::default(),
+            },
+            generation: AtomicU64::new(0),
+            rehashed: Mutex::new(Vec::new()),
             digest_key: DigestKey::random().map_err(AuthConfigError::RandomSource)?,
             anonymous: Arc::from("anonymous"),
+            default_vhost: Arc::from(DEFAULT_VHOST),
         })
     }
 
-    /// Authenticates one CONNECT. `username` `None` or `Some("")` means anonymous;
-    /// `password` is the raw CONNECT password, if any; `peer` is the client's address (after
-    /// PROXY protocol, if trusted).
-    ///
-    /// CPU-heavy on a cache miss (one argon2 run, tens of milliseconds): call it from a
-    /// blocking thread unless [`Authenticator::is_cheap`] says otherwise.
+    /// Replaces the internal database's users, vhosts and permissions. Connections notice
+    /// through [`Authenticator::generation`] and re-check their rights.
+    pub fn replace_definitions(&self, definitions: &Definitions) {
+        let directory = Arc::new(Directory::from_definitions(definitions));
+        *self.directory.write().unwrap_or_else(|p| p.into_inner()) = directory;
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// Changes whenever the definitions change.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    fn directory(&self) -> Arc<Directory> {
+        self.directory
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Authenticates one CONNECT in the vhost `/` (see [`Authenticator::authenticate_request`]).
     pub fn authenticate(
         &self,
         username: Option<&str>,
         password: Option<&[u8]>,
         peer: IpAddr,
     ) -> Result<Identity, AuthFailure> {
-        let Some(name) = username.filter(|name| !name.is_empty()) else {
-            return if self.allow_anonymous {
-                Ok(Identity {
-                    username: Arc::clone(&self.anonymous),
-                    anonymous: true,
-                })
-            } else {
-                Err(AuthFailure::AnonymousNotAllowed)
-            };
-        };
-        let Some(user) = self.users.get(name) else {
-            // Spend the time a real verification would, so that response time does not
-            // reveal which user names exist.
-            if let Some(password) = password {
-                let _ = password::verify(password, DUMMY_HASH);
-            }
-            return Err(AuthFailure::BadCredentials);
-        };
-        let Some(password) = password else {
-            return Err(AuthFailure::BadCredentials);
-        };
-        if !self.verify(user, password) {
-            return Err(AuthFailure::BadCredentials);
-        }
-        // Checked after the password so that a remote client learns nothing about whether a
-        // loopback-only user exists or whether its guess was right.
-        if user.loopback_only && !is_loopback(peer) {
-            return Err(AuthFailure::BadCredentials);
-        }
-        Ok(Identity {
-            username: Arc::clone(&user.name),
-            anonymous: false,
+        self.authenticate_request(&AuthRequest {
+            username,
+            password,
+            peer,
+            listener_vhost: None,
+            certificate_user: None,
         })
     }
 
-    /// Authenticates a client by the identity its TLS client certificate maps to (the
-    /// listener verified the certificate against its CA): the user must exist and obey its
-    /// loopback rule; no password is involved.
+    /// Authenticates a client by its TLS client certificate's user name, in the vhost `/`.
     pub fn authenticate_certificate(
         &self,
         username: &str,
         peer: IpAddr,
     ) -> Result<Identity, AuthFailure> {
-        let user = self
-            .users
-            .get(username)
-            .ok_or(AuthFailure::BadCredentials)?;
-        if user.loopback_only && !is_loopback(peer) {
-            return Err(AuthFailure::BadCredentials);
-        }
-        Ok(Identity {
-            username: Arc::clone(&user.name),
-            anonymous: false,
+        self.authenticate_request(&AuthRequest {
+            username: None,
+            password: None,
+            peer,
+            listener_vhost: None,
+            certificate_user: Some(username),
         })
     }
 
-    /// True when [`Authenticator::authenticate`] would not run argon2 for these credentials
-    /// (anonymous, a missing password, or a password that already verified), so the broker
-    /// can skip the trip to a blocking thread.
+    /// Authenticates one CONNECT.
+    ///
+    /// The vhost is, in order: the `vhost:` prefix of the user name (split at the last colon,
+    /// unless `vhost_in_username` is off), the listener's default vhost, `/`. With no user
+    /// name the client is anonymous (let in as `anonymous` with full rights in that vhost when
+    /// `allow_anonymous`). A user name must name a user (config file or internal database)
+    /// whose password matches — or the certificate user, whose certificate already proved it —
+    /// and that user needs permissions in the vhost.
+    ///
+    /// CPU-heavy on a cache miss (one argon2 run, tens of milliseconds): call it from a
+    /// blocking thread unless [`Authenticator::is_cheap`] says otherwise.
+    pub fn authenticate_request(&self, request: &AuthRequest<'_>) -> Result<Identity, AuthFailure> {
+        let listener_vhost = request.listener_vhost.unwrap_or(DEFAULT_VHOST);
+        let (vhost, name) = match request.certificate_user {
+            Some(user) => (listener_vhost, Some(user)),
+            None => self.split_vhost(request.username, listener_vhost),
+        };
+        let Some(name) = name else {
+            if !self.allow_anonymous {
+                return Err(AuthFailure::AnonymousNotAllowed);
+            }
+            let directory = self.directory();
+            if vhost != DEFAULT_VHOST && !directory.vhosts.contains(vhost) {
+                return Err(AuthFailure::VhostNotAllowed);
+            }
+            return Ok(Identity {
+                username: Arc::clone(&self.anonymous),
+                anonymous: true,
+                vhost: self.vhost_name(vhost),
+                permissions: full_with_sys(),
+            });
+        };
+        let directory = self.directory();
+        let user = match self.find_user(&directory, name) {
+            Some(user) => user,
+            None => {
+                // Spend the time a real verification would, so that response time does not
+                // reveal which user names exist.
+                if let (None, Some(password)) = (request.certificate_user, request.password) {
+                    let _ = password::verify(password, DUMMY_HASH);
+                }
+                return Err(AuthFailure::BadCredentials);
+            }
+        };
+        if request.certificate_user.is_none() {
+            let Some(password) = request.password else {
+                return Err(AuthFailure::BadCredentials);
+            };
+            if !self.verify(user, password) {
+                return Err(AuthFailure::BadCredentials);
+            }
+        }
+        // Checked after the password so that a remote client learns nothing about whether a
+        // loopback-only user exists or whether its guess was right.
+        if user.loopback_only && !is_loopback(request.peer) {
+            return Err(AuthFailure::BadCredentials);
+        }
+        let permissions = self
+            .permissions_in(&directory, &user.name, vhost)
+            .ok_or(AuthFailure::VhostNotAllowed)?;
+        Ok(Identity {
+            username: Arc::clone(&user.name),
+            anonymous: false,
+            vhost: self.vhost_name(vhost),
+            permissions,
+        })
+    }
+
+    /// The rights `username` has in `vhost` now, for a connection re-checking after
+    /// [`Authenticator::generation`] changed; `None` when the user or its access is gone.
+    pub fn current_permissions(&self, identity: &Identity) -> Option<Permissions> {
+        if identity.anonymous {
+            return Some(full_with_sys());
+        }
+        let directory = self.directory();
+        let user = self.find_user(&directory, &identity.username)?;
+        self.permissions_in(&directory, &user.name, &identity.vhost)
+    }
+
+    /// True when [`Authenticator::authenticate_request`] would not run argon2 for these
+    /// credentials (anonymous, a missing password, a password that already verified, or a
+    /// RabbitMQ hash, which is fast), so the broker can skip the trip to a blocking thread.
     pub fn is_cheap(&self, username: Option<&str>, password: Option<&[u8]>) -> bool {
-        let Some(name) = username.filter(|name| !name.is_empty()) else {
+        let (_, name) = self.split_vhost(username, DEFAULT_VHOST);
+        let Some(name) = name else {
             return true;
         };
-        match (self.users.get(name), password) {
+        let directory = self.directory();
+        match (self.find_user(&directory, name), password) {
             (Some(_), None) => true,
             (Some(user), Some(password)) => {
-                user.verified.contains(&self.digest_key.digest(password))
+                if user.verified.contains(&self.digest_key.digest(password)) {
+                    return true;
+                }
+                // A legacy hash is fast to check, but a success computes its argon2id
+                // replacement.
+                !matches!(user.hash, PasswordHash::Argon2id(_)) && !user.hash.needs_rehash()
             }
-            // Unknown users cost a dummy argon2 run, see `authenticate`.
+            // Unknown users cost a dummy argon2 run, see `authenticate_request`.
             (None, _) => password.is_none(),
         }
     }
 
-    /// Cache first, argon2 on a miss; a success is remembered.
+    /// `vhost:user` → (vhost, user), split at the last colon (vhost names may contain
+    /// colons, user names may not). An empty user name means anonymous.
+    fn split_vhost<'a>(
+        &self,
+        username: Option<&'a str>,
+        default: &'a str,
+    ) -> (&'a str, Option<&'a str>) {
+        let Some(name) = username.filter(|n| !n.is_empty()) else {
+            return (default, None);
+        };
+        if self.vhost_in_username
+            && let Some((vhost, user)) = name.rsplit_once(':')
+        {
+            return (vhost, Some(user).filter(|u| !u.is_empty()));
+        }
+        (default, Some(name))
+    }
+
+    /// Config-file users first, then the internal database; the built-in guest only when
+    /// neither has any user.
+    fn find_user<'d>(&'d self, directory: &'d Directory, name: &str) -> Option<&'d User> {
+        if let Some(user) = self.config_users.get(name) {
+            return Some(user);
+        }
+        if let Some(user) = directory.users.get(name) {
+            return Some(user);
+        }
+        (name == "guest" && self.config_users.is_empty() && directory.users.is_empty())
+            .then_some(&self.guest)
+    }
+
+    /// Config-file users and the built-in guest have full rights in `/` only; database
+    /// users have what their permission record says.
+    fn permissions_in(
+        &self,
+        directory: &Directory,
+        user: &str,
+        vhost: &str,
+    ) -> Option<Permissions> {
+        if self.config_users.contains_key(user) || (user == "guest" && directory.users.is_empty()) {
+            // Config-file users and the built-in guest: everything in `/`, `$SYS` included.
+            return (vhost == DEFAULT_VHOST).then(full_with_sys);
+        }
+        if vhost != DEFAULT_VHOST && !directory.vhosts.contains(vhost) {
+            return None;
+        }
+        directory
+            .permissions
+            .get(&(Box::from(user), Box::from(vhost)))
+            .cloned()
+    }
+
+    fn vhost_name(&self, vhost: &str) -> Arc<str> {
+        match vhost {
+            DEFAULT_VHOST => Arc::clone(&self.default_vhost),
+            other => Arc::from(other),
+        }
+    }
+
+    /// Cache first, then the hash; an argon2 success is remembered.
     fn verify(&self, user: &User, password: &[u8]) -> bool {
         let digest = self.digest_key.digest(password);
         if user.verified.contains(&digest) {
             return true;
         }
-        let ok = password::verify(password, &user.password_hash);
+        let ok = user.hash.verify(password);
         if ok {
             user.verified.insert(digest);
+            let from_database =
+                !self.config_users.contains_key(&*user.name) && !std::ptr::eq(user, &self.guest);
+            if from_database
+                && user.hash.needs_rehash()
+                && let Ok(text) = std::str::from_utf8(password)
+            {
+                let upgraded = PasswordHash::argon2id(text);
+                self.rehashed
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push((user.name.to_string(), upgraded));
+            }
         }
         ok
+    }
+
+    /// Takes the argon2id hashes computed for users who logged in with a legacy hash, for
+    /// the caller to store in place of the old ones (RabbitMQ imports upgrade on first login).
+    pub fn take_rehashed(&self) -> Vec<(String, PasswordHash)> {
+        std::mem::take(&mut *self.rehashed.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+/// What anonymous clients, config-file users and the built-in guest get: everything,
+/// including reading `$SYS`.
+fn full_with_sys() -> Permissions {
+    Permissions {
+        read_sys: true,
+        ..Permissions::full()
     }
 }
 

@@ -19,12 +19,24 @@ pub struct UserConfig {
 }
 
 /// Everything the authenticator needs to know.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthConfig {
     /// Accept clients that send no username (or an empty one) as user `anonymous`.
     pub allow_anonymous: bool,
     /// Configured users. When empty, the built-in `guest`/`guest` user (loopback only) exists.
     pub users: Vec<UserConfig>,
+    /// A user name `vhost:user` selects the vhost (split at the last colon), as RabbitMQ does.
+    pub vhost_in_username: bool,
+}
+
+impl Default for AuthConfig {
+    fn default() -> AuthConfig {
+        AuthConfig {
+            allow_anonymous: false,
+            users: Vec::new(),
+            vhost_in_username: true,
+        }
+    }
 }
 
 /// A configuration the authenticator refuses. Each variant that concerns a user carries
@@ -137,6 +149,7 @@ mod tests {
     #[test]
     fn valid_config_has_no_problems() {
         let config = AuthConfig {
+            vhost_in_username: true,
             allow_anonymous: false,
             users: vec![user("alice", ALICE_HASH), user("bob", ALICE_HASH)],
         };
@@ -146,6 +159,7 @@ mod tests {
     #[test]
     fn every_problem_is_reported_with_its_index() {
         let config = AuthConfig {
+            vhost_in_username: true,
             allow_anonymous: false,
             users: vec![
                 user("", ALICE_HASH),
@@ -184,6 +198,7 @@ mod tests {
             "$argon2id$v=19$m=1,t=1,p=1$YWxpY2Utc2VjcmV0LXRlc3Qtc2FsdA$IIIuuumCOhX8LRy0FCvFR5bVXgARKxXPg0rDnQyqDYI",
         ] {
             let config = AuthConfig {
+                vhost_in_username: true,
                 allow_anonymous: false,
                 users: vec![user("alice", bad)],
             };

@@ -31,7 +31,7 @@ mod permissions;
 pub mod rabbit;
 mod throttle;
 
-pub use authenticator::{AuthFailure, Authenticator, Identity};
+pub use authenticator::{AuthFailure, AuthRequest, Authenticator, DEFAULT_VHOST, Identity};
 pub use config::{AuthConfig, AuthConfigError, UserConfig};
 
 pub use definitions::{

@@ -51,6 +51,9 @@ pub struct MqttSettings {
     pub retain_available: bool,
     pub shared_subscriptions_available: bool,
     pub maximum_qos: QoS,
+    /// MQTT 3.x has no reason code for a refused PUBLISH: drop it (and log), or close the
+    /// connection as RabbitMQ does. v5 clients always get 0x87 Not authorized.
+    pub disconnect_v3_on_denied_publish: bool,
 }
 
 impl Default for MqttSettings {
@@ -63,6 +66,7 @@ impl Default for MqttSettings {
             retain_available: true,
             shared_subscriptions_available: true,
             maximum_qos: QoS::ExactlyOnce,
+            disconnect_v3_on_denied_publish: false,
         }
     }
 }

@@ -15,7 +15,10 @@ use ferrymq_codec::{
 use ferrymq_session::{ConnectionState, Delivery, InboundTopicError, Message, Subscription};
 use ferrymq_topic::{SubscriptionFilter, parse_subscription_filter, validate_topic_name};
 
+use ferrymq_auth::{AuthFailure, AuthRequest, Identity};
+
 use crate::metrics::Metrics;
+use crate::permission_cache::PermissionCache;
 use crate::registry::{CloseKind, SessionHandle};
 use crate::{Broker, ConnectionPermit};
 
@@ -26,6 +29,12 @@ pub struct Closed;
 struct Established {
     session: Arc<SessionHandle>,
     state: ConnectionState,
+    /// Who the client is; its rights are re-read when the definitions change.
+    identity: Identity,
+    /// `identity.permissions` bound to this client id, with a per-topic decision cache.
+    permissions: PermissionCache,
+    /// The authenticator generation `permissions` was bound at.
+    auth_generation: u64,
     /// Session Expiry Interval from CONNECT; DISCONNECT may not raise it from zero [MQTT-3.14.2-2].
     connect_expiry: u32,
 }
@@ -47,6 +56,8 @@ pub struct Connection {
     keep_alive_grace: f32,
     /// User name from a verified TLS client certificate, when the listener maps them.
     certificate_user: Option<String>,
+    /// The listener's default vhost (clients without a `vhost:` prefix land there).
+    listener_vhost: Option<Arc<str>>,
     _permit: ConnectionPermit,
 }
 
@@ -69,6 +80,7 @@ impl Connection {
             closed: false,
             keep_alive_grace,
             certificate_user: None,
+            listener_vhost: None,
             _permit: permit,
         }
     }
@@ -84,6 +96,13 @@ impl Connection {
     /// password are then not checked (RabbitMQ's EXTERNAL mechanism).
     pub fn with_certificate_user(mut self, username: String) -> Connection {
         self.certificate_user = Some(username);
+        self
+    }
+
+    /// Clients of this connection's listener land in `vhost` unless their user name says
+    /// otherwise (`vhost:user`).
+    pub fn with_listener_vhost(mut self, vhost: Arc<str>) -> Connection {
+        self.listener_vhost = Some(vhost);
         self
     }
 
@@ -362,20 +381,38 @@ impl Connection {
             }
         }
 
-        if let Err(failure) = self.authenticate(&connect).await {
-            Metrics::inc(&broker.metrics.auth_failures);
-            tracing::info!(peer = %self.peer, username = connect.username.as_deref().unwrap_or(""), %failure, "refusing CONNECT");
-            let reason = match failure {
-                ferrymq_auth::AuthFailure::AnonymousNotAllowed => ReasonCode::NotAuthorized,
-                ferrymq_auth::AuthFailure::BadCredentials => ReasonCode::BadUserNameOrPassword,
-            };
-            return Err(self.refuse(reason));
-        }
+        let auth_generation = broker.auth.generation();
+        let identity = match self.authenticate(&connect).await {
+            Ok(identity) => identity,
+            Err(failure) => {
+                Metrics::inc(&broker.metrics.auth_failures);
+                tracing::info!(peer = %self.peer, username = connect.username.as_deref().unwrap_or(""), %failure, "refusing CONNECT");
+                let reason = match failure {
+                    AuthFailure::BadCredentials => ReasonCode::BadUserNameOrPassword,
+                    AuthFailure::AnonymousNotAllowed | AuthFailure::VhostNotAllowed => {
+                        ReasonCode::NotAuthorized
+                    }
+                };
+                return Err(self.refuse(reason));
+            }
+        };
 
         let client_id: Arc<str> = match assigned {
             true => Arc::from(format!("ferrymq-{:016x}", self.id ^ random_salt())),
             false => Arc::from(connect.client_id.as_str()),
         };
+        let mut permissions = PermissionCache::new(
+            &identity.permissions,
+            &identity.username,
+            &client_id,
+            &identity.vhost,
+        );
+        if let Some(will) = &connect.will
+            && !permissions.may_publish(&will.topic)
+        {
+            tracing::info!(peer = %self.peer, username = %identity.username, topic = %will.topic, "refusing CONNECT: will topic not allowed");
+            return Err(self.refuse(ReasonCode::NotAuthorized));
+        }
         let requested_expiry = match protocol {
             ProtocolVersion::V5 => connect.properties.session_expiry_interval.unwrap_or(0),
             _ if connect.clean_start => 0,
@@ -384,7 +421,7 @@ impl Connection {
         let expiry = requested_expiry.min(mqtt.max_session_expiry);
 
         let now = Instant::now();
-        let vhost = broker.default_vhost().clone();
+        let vhost = broker.ensure_vhost(&identity.vhost);
         let attached = broker.attach(&vhost, &client_id, self.id, connect.clean_start, now);
         let mut state = ConnectionState::new(protocol, now);
         state.keep_alive = Duration::from_secs(u64::from(connect.keep_alive));
@@ -442,9 +479,16 @@ impl Connection {
             keep_alive = connect.keep_alive,
             "client connected"
         );
+        if attached.session_present {
+            // The session's subscriptions were granted under rights that may have changed.
+            self.revoke_disallowed_subscriptions(&attached.session, &permissions);
+        }
         self.established = Some(Established {
             session: attached.session,
             state,
+            identity,
+            permissions,
+            auth_generation,
             connect_expiry: expiry,
         });
         if let Some(e) = &mut self.established {
@@ -468,39 +512,39 @@ impl Connection {
         &self,
         connect: &Connect,
     ) -> Result<ferrymq_auth::Identity, ferrymq_auth::AuthFailure> {
-        if let Some(user) = &self.certificate_user {
-            return self
-                .broker
-                .auth
-                .authenticate_certificate(user, self.peer.ip());
-        }
         let username = connect.username.clone().filter(|u| !u.is_empty());
         let password: Option<Bytes> = connect.password.clone();
         let ip = self.peer.ip();
         let broker = Arc::clone(&self.broker);
-        if broker
-            .auth
-            .is_cheap(username.as_deref(), password.as_deref())
-        {
-            return broker
+        let certificate_user = self.certificate_user.clone();
+        let listener_vhost = self.listener_vhost.clone();
+        let decide = move |broker: &Broker| {
+            broker.auth.authenticate_request(&AuthRequest {
+                username: username.as_deref(),
+                password: password.as_deref(),
+                peer: ip,
+                listener_vhost: listener_vhost.as_deref(),
+                certificate_user: certificate_user.as_deref(),
+            })
+        };
+        if self.certificate_user.is_some()
+            || broker
                 .auth
-                .authenticate(username.as_deref(), password.as_deref(), ip);
+                .is_cheap(connect.username.as_deref(), connect.password.as_deref())
+        {
+            return decide(&broker);
         }
         // Password hashing is deliberately slow: keep it off the async workers, and bound
         // how many run at once so a flood of bad passwords cannot take every core.
         let Ok(_slot) = self.broker.password_checks.acquire().await else {
             return Err(ferrymq_auth::AuthFailure::BadCredentials);
         };
-        let verdict = tokio::task::spawn_blocking(move || {
-            broker
-                .auth
-                .authenticate(username.as_deref(), password.as_deref(), ip)
-        })
-        .await;
+        let verdict = tokio::task::spawn_blocking(move || decide(&broker)).await;
         verdict.unwrap_or(Err(ferrymq_auth::AuthFailure::BadCredentials))
     }
 
     fn on_publish(&mut self, mut publish: Publish) -> Result<(), Closed> {
+        self.refresh_permissions()?;
         let broker = Arc::clone(&self.broker);
         Metrics::inc(&broker.metrics.messages_received);
         let v5 = self.is_v5();
@@ -555,9 +599,17 @@ impl Connection {
         }
         let packet_id = publish.packet_id.unwrap_or(0);
         let qos = publish.qos;
-        if crate::sys::is_reserved(&publish.topic) {
-            // `$SYS/` belongs to the broker: refuse, but keep the connection (Mosquitto does the same).
-            tracing::debug!(peer = %self.peer, topic = %publish.topic, "dropping client PUBLISH to $SYS");
+        let allowed = self
+            .established
+            .as_mut()
+            .is_some_and(|e| e.permissions.may_publish(&publish.topic));
+        if !allowed {
+            // Not the user's to publish (`$SYS/` is nobody's): refused, connection kept.
+            tracing::info!(peer = %self.peer, client_id = %self.client_id(), topic = %publish.topic, "refusing PUBLISH: not authorized");
+            Metrics::inc(&broker.metrics.publishes_denied);
+            if !v5 && broker.config.mqtt.disconnect_v3_on_denied_publish {
+                return Err(self.disconnect(ReasonCode::NotAuthorized));
+            }
             match qos {
                 QoS::AtMostOnce => {}
                 QoS::AtLeastOnce => self.send(&Packet::PubAck(PubAck::new(
@@ -619,6 +671,7 @@ impl Connection {
     }
 
     fn on_subscribe(&mut self, subscribe: Subscribe) -> Result<(), Closed> {
+        self.refresh_permissions()?;
         let broker = Arc::clone(&self.broker);
         let session = self
             .established
@@ -649,6 +702,16 @@ impl Connection {
                     ReasonCode::ProtocolError,
                     "No Local on a shared subscription [MQTT-3.8.3-4]",
                 ));
+            }
+            let allowed = self
+                .established
+                .as_ref()
+                .is_some_and(|e| e.permissions.may_subscribe(parsed.topic_filter()));
+            if !allowed {
+                Metrics::inc(&broker.metrics.subscriptions_denied);
+                tracing::info!(peer = %self.peer, client_id = %self.client_id(), filter = %raw, "refusing subscription: not authorized");
+                reason_codes.push(ReasonCode::NotAuthorized);
+                continue;
             }
             let granted = options.qos.min(broker.config.mqtt.maximum_qos);
             let subscription = Subscription {
@@ -751,8 +814,60 @@ impl Connection {
         Closed
     }
 
+    /// Removes the session's subscriptions that `permissions` no longer allows, so a revoked
+    /// right stops delivering. Messages already queued still go out.
+    fn revoke_disallowed_subscriptions(
+        &self,
+        session: &Arc<SessionHandle>,
+        permissions: &PermissionCache,
+    ) {
+        let filters: Vec<String> = session.lock().state.subscriptions.keys().cloned().collect();
+        for raw in filters {
+            let Ok(parsed) = parse_subscription_filter(&raw, &self.broker.topic_limits) else {
+                continue;
+            };
+            if permissions.may_subscribe(parsed.topic_filter()) {
+                continue;
+            }
+            session.lock().state.subscriptions.remove(&raw);
+            self.broker.remove_subscription(session, parsed);
+            Metrics::inc(&self.broker.metrics.subscriptions_denied);
+            tracing::info!(peer = %self.peer, client_id = %session.client_id, filter = %raw, "subscription removed: no longer authorized");
+        }
+    }
+
+    /// The definitions changed since this connection's rights were bound: re-read them, drop
+    /// what is no longer allowed, or close the connection when its access is gone.
+    fn refresh_permissions(&mut self) -> Result<(), Closed> {
+        let generation = self.broker.auth.generation();
+        let Some(e) = self.established.as_ref() else {
+            return Ok(());
+        };
+        if e.auth_generation == generation {
+            return Ok(());
+        }
+        let Some(current) = self.broker.auth.current_permissions(&e.identity) else {
+            tracing::info!(peer = %self.peer, client_id = %e.session.client_id, user = %e.identity.username, "closing connection: access to the vhost was revoked");
+            return Err(self.disconnect(ReasonCode::NotAuthorized));
+        };
+        let permissions = PermissionCache::new(
+            &current,
+            &e.identity.username,
+            &e.session.client_id,
+            &e.identity.vhost,
+        );
+        let session = e.session.clone();
+        self.revoke_disallowed_subscriptions(&session, &permissions);
+        if let Some(e) = self.established.as_mut() {
+            e.permissions = permissions;
+            e.auth_generation = generation;
+        }
+        Ok(())
+    }
+
     /// Moves queued deliveries onto the wire, or notices a takeover.
     fn transmit(&mut self) -> Result<(), Closed> {
+        self.refresh_permissions()?;
         let broker = Arc::clone(&self.broker);
         let Some(e) = self.established.as_mut() else {
             return Ok(());

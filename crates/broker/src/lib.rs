@@ -6,6 +6,7 @@
 pub mod config;
 mod connection;
 mod metrics;
+mod permission_cache;
 mod registry;
 mod router;
 mod sys;
@@ -154,6 +155,26 @@ impl Broker {
             .entry(Arc::from(name))
             .or_insert_with_key(|name| Arc::new(Vhost::new(name.clone())))
             .clone()
+    }
+
+    /// The access-control definitions changed (the authenticator has the new ones): wake
+    /// every connected session so its connection re-checks its rights now, not at its next
+    /// packet. Revoked subscriptions stop delivering; revoked users are disconnected.
+    pub fn definitions_changed(&self) {
+        for vhost in self.vhosts() {
+            let sessions: Vec<Arc<SessionHandle>> =
+                vhost.lock_sessions().values().cloned().collect();
+            for session in sessions {
+                if session.is_online() {
+                    session.notify.notify_one();
+                }
+            }
+        }
+    }
+
+    /// The authenticator, for callers that replace its definitions.
+    pub fn auth(&self) -> &Authenticator {
+        &self.auth
     }
 
     /// Every vhost, in no particular order.

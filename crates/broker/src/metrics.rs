@@ -57,6 +57,10 @@ counters! {
     subscriptions_refused_limit,
     /// Topic names or filters refused by validation or topic limits.
     topics_invalid,
+    /// PUBLISHes refused by the user's permissions.
+    publishes_denied,
+    /// SUBSCRIBE filters refused by the user's permissions (or revoked later).
+    subscriptions_denied,
     /// Will messages published.
     wills_published,
     /// Retained messages currently stored.

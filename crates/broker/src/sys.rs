@@ -70,8 +70,3 @@ impl Broker {
         }
     }
 }
-
-/// True for topics only the broker may publish to.
-pub(crate) fn is_reserved(topic: &str) -> bool {
-    topic.starts_with(SYS_PREFIX)
-}

@@ -11,8 +11,7 @@ use ferrymq_topic::TopicTree;
 use crate::registry::SessionHandle;
 use crate::router::Router;
 
-/// Name of the vhost every client lands in unless something selects another.
-pub const DEFAULT_VHOST: &str = "/";
+pub use ferrymq_auth::DEFAULT_VHOST;
 
 /// One virtual host's state.
 #[derive(Debug)]

@@ -55,6 +55,7 @@ fn temp_file(name: &str, contents: &str) -> PathBuf {
 
 fn verifies(phc: &str, password: &str) -> bool {
     let auth = Authenticator::new(AuthConfig {
+        vhost_in_username: true,
         allow_anonymous: false,
         users: vec![UserConfig {
             name: "u".into(),

@@ -212,6 +212,7 @@ async fn client_certificates_map_to_users() {
     settings.username_from = CertUsername::CommonName;
     let tls = TlsReloader::load(settings).unwrap();
     let auth = AuthConfig {
+        vhost_in_username: true,
         allow_anonymous: false,
         users: vec![UserConfig {
             name: "device-1".into(),

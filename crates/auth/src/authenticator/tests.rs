@@ -13,6 +13,7 @@ const REMOTE: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7));
 
 fn alice_and_local_bob(allow_anonymous: bool) -> Authenticator {
     Authenticator::new(AuthConfig {
+        vhost_in_username: true,
         allow_anonymous,
         users: vec![
             UserConfig {
@@ -34,6 +35,11 @@ fn identity(name: &str) -> Identity {
     Identity {
         username: Arc::from(name),
         anonymous: false,
+        vhost: Arc::from("/"),
+        permissions: Permissions {
+            read_sys: true,
+            ..Permissions::full()
+        },
     }
 }
 
@@ -49,6 +55,11 @@ fn anonymous_is_let_in_only_when_allowed() {
     let anonymous = Identity {
         username: Arc::from("anonymous"),
         anonymous: true,
+        vhost: Arc::from("/"),
+        permissions: Permissions {
+            read_sys: true,
+            ..Permissions::full()
+        },
     };
     assert_eq!(open.authenticate(None, None, REMOTE), Ok(anonymous.clone()));
     assert_eq!(
@@ -239,6 +250,7 @@ fn is_cheap_knows_which_paths_skip_argon2() {
 #[test]
 fn invalid_configs_are_refused() {
     let err = Authenticator::new(AuthConfig {
+        vhost_in_username: true,
         allow_anonymous: false,
         users: vec![UserConfig {
             name: "alice".into(),
@@ -279,4 +291,184 @@ fn certificate_identity_needs_a_known_user_and_obeys_loopback() {
         auth.authenticate_certificate("nobody", local),
         Err(AuthFailure::BadCredentials)
     );
+}
+
+mod definitions {
+    use super::*;
+    use crate::definitions::{Definitions, PermissionRecord, UserRecord, VhostRecord};
+    use crate::permissions::TopicRules;
+
+    fn limited() -> Permissions {
+        Permissions {
+            publish: TopicRules {
+                allow: vec!["devices/{client_id}/#".into()],
+                deny: vec![],
+            },
+            subscribe: TopicRules {
+                allow: vec!["devices/#".into()],
+                deny: vec!["devices/secret/#".into()],
+            },
+            read_sys: false,
+        }
+    }
+
+    fn database() -> Definitions {
+        Definitions {
+            users: vec![
+                UserRecord {
+                    name: "carol".into(),
+                    password_hash: PasswordHash::Argon2id(ALICE_HASH.into()),
+                    tags: vec![],
+                    max_connections: None,
+                },
+                UserRecord {
+                    name: "rabbit".into(),
+                    password_hash: PasswordHash::rabbit_sha256([1, 2, 3, 4], "hop"),
+                    tags: vec![],
+                    max_connections: None,
+                },
+            ],
+            vhosts: vec![
+                VhostRecord {
+                    name: "/".into(),
+                    description: String::new(),
+                    max_connections: None,
+                },
+                VhostRecord {
+                    name: "tenant-a".into(),
+                    description: String::new(),
+                    max_connections: None,
+                },
+            ],
+            permissions: vec![
+                PermissionRecord {
+                    user: "carol".into(),
+                    vhost: "tenant-a".into(),
+                    permissions: limited(),
+                },
+                PermissionRecord {
+                    user: "rabbit".into(),
+                    vhost: "/".into(),
+                    permissions: Permissions::full(),
+                },
+            ],
+        }
+    }
+
+    fn authenticator() -> Authenticator {
+        let auth = Authenticator::new(AuthConfig::default()).unwrap();
+        auth.replace_definitions(&database());
+        auth
+    }
+
+    fn request<'a>(user: &'a str, password: &'a [u8]) -> AuthRequest<'a> {
+        AuthRequest {
+            username: Some(user),
+            password: Some(password),
+            peer: REMOTE,
+            listener_vhost: None,
+            certificate_user: None,
+        }
+    }
+
+    #[test]
+    fn vhost_prefix_selects_the_vhost_and_its_permissions() {
+        let auth = authenticator();
+        let id = auth
+            .authenticate_request(&request("tenant-a:carol", b"alice-secret"))
+            .unwrap();
+        assert_eq!(&*id.vhost, "tenant-a");
+        assert_eq!(&*id.username, "carol");
+        assert_eq!(id.permissions, limited());
+        // carol has no permissions in "/", which is where a plain user name lands.
+        assert_eq!(
+            auth.authenticate_request(&request("carol", b"alice-secret")),
+            Err(AuthFailure::VhostNotAllowed)
+        );
+        assert_eq!(
+            auth.authenticate_request(&request("nowhere:carol", b"alice-secret")),
+            Err(AuthFailure::VhostNotAllowed)
+        );
+        assert_eq!(
+            auth.authenticate_request(&request("tenant-a:carol", b"wrong")),
+            Err(AuthFailure::BadCredentials)
+        );
+    }
+
+    #[test]
+    fn listener_vhost_applies_without_a_prefix_and_the_prefix_wins() {
+        let auth = authenticator();
+        let mut req = request("carol", b"alice-secret");
+        req.listener_vhost = Some("tenant-a");
+        assert_eq!(&*auth.authenticate_request(&req).unwrap().vhost, "tenant-a");
+        let mut req = request("/:rabbit", b"hop");
+        req.listener_vhost = Some("tenant-a");
+        assert_eq!(&*auth.authenticate_request(&req).unwrap().vhost, "/");
+    }
+
+    #[test]
+    fn guest_disappears_once_the_database_has_users() {
+        let auth = authenticator();
+        assert_eq!(
+            auth.authenticate(Some("guest"), Some(b"guest"), LOCAL),
+            Err(AuthFailure::BadCredentials)
+        );
+    }
+
+    #[test]
+    fn rabbit_hash_logs_in_and_is_upgraded_once() {
+        let auth = authenticator();
+        assert!(
+            !auth.is_cheap(Some("rabbit"), Some(b"hop")),
+            "the upgrade costs an argon2 run"
+        );
+        let id = auth
+            .authenticate(Some("rabbit"), Some(b"hop"), REMOTE)
+            .unwrap();
+        assert_eq!(
+            id.permissions,
+            Permissions::full(),
+            "database users get what their record says"
+        );
+        let upgraded = auth.take_rehashed();
+        assert_eq!(upgraded.len(), 1);
+        assert_eq!(upgraded[0].0, "rabbit");
+        assert!(upgraded[0].1.verify(b"hop"));
+        assert!(!upgraded[0].1.needs_rehash());
+        assert!(
+            auth.is_cheap(Some("rabbit"), Some(b"hop")),
+            "cached after the first success"
+        );
+        auth.authenticate(Some("rabbit"), Some(b"hop"), REMOTE)
+            .unwrap();
+        assert!(auth.take_rehashed().is_empty(), "not upgraded twice");
+    }
+
+    #[test]
+    fn replacing_definitions_bumps_the_generation_and_revokes() {
+        let auth = authenticator();
+        let id = auth
+            .authenticate_request(&request("tenant-a:carol", b"alice-secret"))
+            .unwrap();
+        let before = auth.generation();
+        let mut defs = database();
+        defs.permissions.retain(|p| p.user != "carol");
+        auth.replace_definitions(&defs);
+        assert_ne!(auth.generation(), before);
+        assert_eq!(auth.current_permissions(&id), None);
+    }
+
+    #[test]
+    fn certificate_user_needs_no_password_but_needs_permissions() {
+        let auth = authenticator();
+        let mut req = request("ignored", b"");
+        req.certificate_user = Some("carol");
+        req.listener_vhost = Some("tenant-a");
+        assert_eq!(&*auth.authenticate_request(&req).unwrap().username, "carol");
+        req.listener_vhost = None;
+        assert_eq!(
+            auth.authenticate_request(&req),
+            Err(AuthFailure::VhostNotAllowed)
+        );
+    }
 }

@@ -140,6 +140,7 @@ fn hash(password: Option<&str>, stdin: &str) -> (ExitCode, String, String) {
 
 fn verifies(phc: &str, password: &str) -> bool {
     let auth = Authenticator::new(AuthConfig {
+        vhost_in_username: true,
         allow_anonymous: false,
         users: vec![UserConfig {
             name: "u".into(),

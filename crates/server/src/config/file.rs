@@ -54,6 +54,8 @@ pub(crate) struct MqttSection {
 #[serde(default, deny_unknown_fields)]
 pub(crate) struct AuthSection {
     pub(crate) allow_anonymous: Option<Spanned<bool>>,
+    pub(crate) vhost_in_username: Option<Spanned<bool>>,
+    pub(crate) disconnect_v3_on_denied_publish: Option<Spanned<bool>>,
     pub(crate) users: Vec<Spanned<UserEntry>>,
 }
 

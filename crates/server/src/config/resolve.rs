@@ -181,6 +181,10 @@ impl Resolver<'_> {
                 default.shared_subscriptions_available,
             ),
             maximum_qos: QoS::from_u8(maximum_qos).unwrap_or(default.maximum_qos),
+            disconnect_v3_on_denied_publish: Self::bool(
+                &file.auth.disconnect_v3_on_denied_publish,
+                default.disconnect_v3_on_denied_publish,
+            ),
         }
     }
 
@@ -280,6 +284,7 @@ impl Resolver<'_> {
         let users = &file.auth.users;
         let config = AuthConfig {
             allow_anonymous: Self::bool(&file.auth.allow_anonymous, false),
+            vhost_in_username: Self::bool(&file.auth.vhost_in_username, true),
             users: users
                 .iter()
                 .map(|user| {
