@@ -54,7 +54,7 @@ fi
 
 step "install test dependencies" bash scripts/install-test-deps.sh
 
-export FERRYMQ_BIN=${FERRYMQ_BIN:-$PWD/target/release/ferrymq}
+export FERRYMQ_BIN=${FERRYMQ_BIN:-${CARGO_TARGET_DIR:-$PWD/target}/release/ferrymq}
 if [[ "${FERRYMQ_TEST_BROKER:-ferrymq}" == "ferrymq" && ! -x "$FERRYMQ_BIN" ]]; then
     echo "FerryMQ binary not found at $FERRYMQ_BIN (run cargo build --release)" >&2
     exit 1

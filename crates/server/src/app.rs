@@ -1,7 +1,9 @@
-//! Wiring: builds the broker from resolved settings, starts the listeners, and runs until
-//! SIGTERM or Ctrl-C, then shuts down gracefully (stop accepting, tell v5 clients 0x8B,
+//! Wiring: builds the broker from resolved settings and the internal database
+//! (`<data_dir>/definitions.json`, watched for changes), starts the listeners, and runs
+//! until SIGTERM or Ctrl-C, then shuts down gracefully (stop accepting, tell v5 clients 0x8B,
 //! flush, exit).
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -11,16 +13,32 @@ use ferrymq_transport::tls::TlsReloader;
 use ferrymq_transport::{MqttListenerOptions, bind_tcp, serve_mqtt, serve_ws};
 
 use crate::config::Settings;
+use crate::definitions::{self, Database, Watcher};
 
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
-    let auth = Authenticator::new(settings.auth).context("invalid [auth] settings")?;
+    let auth = Authenticator::new(settings.auth.clone()).context("invalid [auth] settings")?;
     std::fs::create_dir_all(&settings.data_dir).with_context(|| {
         format!(
             "cannot create data directory {}",
             settings.data_dir.display()
         )
     })?;
+    let database = Arc::new(Database::in_data_dir(&settings.data_dir));
+    let (initial, stamp) = database
+        .load_valid()
+        .context("cannot load the access-control definitions")?;
+    warn_about_undefined_vhosts(&settings, &initial);
     let broker = Broker::new(settings.broker, auth);
+    broker.auth().replace_definitions(&initial);
+    tracing::info!(
+        file = %database.path().display(),
+        users = initial.users.len(),
+        vhosts = initial.vhosts.len(),
+        permissions = initial.permissions.len(),
+        "definitions loaded"
+    );
+    let watcher = Watcher::new(broker.clone(), database, initial, stamp)
+        .spawn(definitions::POLL_INTERVAL, broker.shutdown_token().clone());
 
     let mut listeners = Vec::new();
     for addr in &settings.mqtt_listen {
@@ -31,6 +49,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         let options = MqttListenerOptions {
             proxy: settings.mqtt_proxy.clone(),
             tls: None,
+            vhost: settings.mqtt_vhost.clone(),
         };
         listeners.push(tokio::spawn(serve_mqtt(listener, broker.clone(), options)));
     }
@@ -59,6 +78,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             let options = MqttListenerOptions {
                 proxy: settings.tls_proxy.clone(),
                 tls: Some(tls.clone()),
+                vhost: settings.tls_vhost.clone(),
             };
             listeners.push(tokio::spawn(serve_mqtt(listener, broker.clone(), options)));
         }
@@ -86,6 +106,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     for listener in listeners {
         let _ = listener.await;
     }
+    let _ = watcher.await;
     let deadline = Instant::now() + settings.shutdown_grace;
     while Metrics::get(&broker.metrics().connections_open) > 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -99,6 +120,39 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     }
     tracing::info!("FerryMQ stopped");
     Ok(())
+}
+
+/// A listener whose default vhost the database does not define lets no client in without a
+/// `vhost:` user name prefix (only `/` exists undefined): say so at start, not at the first
+/// refused client. A vhost created later works at once.
+fn warn_about_undefined_vhosts(settings: &Settings, definitions: &ferrymq_auth::Definitions) {
+    let tls = settings.tls.is_some();
+    let mut vhosts: Vec<(&str, &Arc<str>)> = Vec::new();
+    vhosts.extend(settings.mqtt_vhost.iter().map(|v| ("mqtt.vhost", v)));
+    let ws = settings.websocket.iter();
+    let wss = settings.websocket_tls.iter().filter(|_| tls);
+    vhosts.extend(
+        ws.chain(wss)
+            .filter_map(|l| l.config.vhost.as_ref())
+            .map(|v| ("websocket", v)),
+    );
+    vhosts.extend(
+        settings
+            .tls_vhost
+            .iter()
+            .filter(|_| tls)
+            .map(|v| ("tls.vhost", v)),
+    );
+    vhosts.dedup_by(|a, b| a.1 == b.1);
+    for (listener, vhost) in vhosts {
+        if definitions.vhost(vhost).is_none() {
+            tracing::warn!(
+                listener,
+                vhost = %vhost,
+                "a listener's default vhost is not defined (yet): create it with `ferrymq vhosts add`"
+            );
+        }
+    }
 }
 
 /// SIGHUP reloads the TLS certificate (the usual signal after a certificate renewal).

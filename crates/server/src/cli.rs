@@ -1,11 +1,14 @@
-//! The command line: `serve` (the default), `check-config` and `hash-password`.
+//! The command line: `serve` (the default), `check-config`, `hash-password`, `bench`
+//! (the load generator, which lives in the `ferrymq-bench` crate), and the commands that
+//! manage the internal access-control database (`users`, `vhosts`, `permissions`,
+//! `import-definitions`, `export-definitions`; see [`definitions`]).
 //!
 //! Flags and their `FERRYMQ_*` environment variables are merged by clap (a flag beats its
 //! variable); the result becomes [`Overrides`] on top of the config file. Values are checked
 //! here, so a bad `--mqtt-listen` or `FERRYMQ_LOG_LEVEL` is a usage error before anything
 //! starts.
 
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{BufRead, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -14,6 +17,10 @@ use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{self, ConfigError, Overrides, Settings};
+
+pub mod definitions;
+
+pub use definitions::{ExportArgs, ImportArgs, Io, PermissionsArgs, UsersArgs, VhostsArgs};
 
 /// FerryMQ: an MQTT broker for the web (MQTT 3.1, 3.1.1 and 5.0 over TCP, TLS and WebSocket).
 ///
@@ -47,6 +54,29 @@ pub enum Command {
     /// Without an argument the password is read from the first line of standard input,
     /// which keeps it out of shell history: `ferrymq hash-password < secret.txt`.
     HashPassword(HashPasswordArgs),
+    /// Load generator: open connections, publish and subscribe against an MQTT broker
+    /// (FerryMQ or any other) and report throughput, latency percentiles, loss and errors.
+    ///
+    /// See docs/bench.md; exits 1 on loss (unless --allow-loss) or errors.
+    Bench(ferrymq_bench::BenchArgs),
+    /// Manage the users of the internal database (<data_dir>/definitions.json).
+    ///
+    /// Safe while the broker runs: it applies changes within 2 seconds.
+    /// See docs/access-control.md.
+    Users(UsersArgs),
+    /// Manage the virtual hosts of the internal database.
+    Vhosts(VhostsArgs),
+    /// Manage what users may publish and subscribe to, per virtual host.
+    Permissions(PermissionsArgs),
+    /// Merge a definitions file (FerryMQ's export, or RabbitMQ's) into the internal
+    /// database: users, vhosts and permissions with the same name are replaced.
+    ///
+    /// Every part of a RabbitMQ export that does not carry over exactly is printed as a
+    /// warning; RabbitMQ password hashes keep working and become argon2id at first login.
+    ImportDefinitions(ImportArgs),
+    /// Print the internal database in FerryMQ's definitions format (password hashes
+    /// included, never passwords), to standard output or FILE.
+    ExportDefinitions(ExportArgs),
 }
 
 /// `ferrymq serve`
@@ -176,26 +206,17 @@ impl HashPasswordArgs {
         err: &mut dyn Write,
     ) -> ExitCode {
         let password = match self.password {
-            Some(password) => password,
-            None => {
-                if std::io::stdin().is_terminal() {
-                    // No echo suppression without a terminal library; say so.
-                    let _ = write!(err, "Password (will be echoed): ");
-                    let _ = err.flush();
-                }
-                let mut line = String::new();
-                if let Err(e) = input.read_line(&mut line) {
-                    let _ = writeln!(err, "ferrymq: error: cannot read the password: {e}");
-                    return ExitCode::FAILURE;
-                }
-                let trimmed = line.strip_suffix('\n').unwrap_or(&line);
-                trimmed.strip_suffix('\r').unwrap_or(trimmed).to_owned()
+            Some(password) if password.is_empty() => Err("the password is empty".to_owned()),
+            Some(password) => Ok(password),
+            None => definitions::read_password_line(input, err),
+        };
+        let password = match password {
+            Ok(password) => password,
+            Err(message) => {
+                let _ = writeln!(err, "ferrymq: error: {message}");
+                return ExitCode::FAILURE;
             }
         };
-        if password.is_empty() {
-            let _ = writeln!(err, "ferrymq: error: the password is empty");
-            return ExitCode::FAILURE;
-        }
         let _ = writeln!(out, "{}", ferrymq_auth::hash_password(&password));
         ExitCode::SUCCESS
     }

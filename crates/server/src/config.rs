@@ -34,6 +34,8 @@ pub struct Settings {
     pub auth: AuthConfig,
     /// MQTT-over-TCP listen addresses.
     pub mqtt_listen: Vec<SocketAddr>,
+    /// The MQTT/TCP listeners' default vhost (`mqtt.vhost`); `None`: `/`.
+    pub mqtt_vhost: Option<Arc<str>>,
     /// Where the broker keeps its data.
     pub data_dir: PathBuf,
     /// A `tracing` filter (already checked to parse).
@@ -54,6 +56,8 @@ pub struct Settings {
     pub tls_listen: Vec<SocketAddr>,
     /// PROXY protocol on the MQTT/TLS listeners.
     pub tls_proxy: ProxyOptions,
+    /// The MQTT/TLS listeners' default vhost (`tls.vhost`); `None`: `/`.
+    pub tls_vhost: Option<Arc<str>>,
     /// Proxies whose PROXY headers and forwarding headers are believed.
     pub trusted_proxies: Arc<TrustedProxies>,
 }
@@ -81,6 +85,7 @@ impl Default for Settings {
             auth: AuthConfig::default(),
             // mqtt.listen = ["0.0.0.0:1883"]
             mqtt_listen: vec![SocketAddr::from(([0, 0, 0, 0], 1883))],
+            mqtt_vhost: None,
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
             log_level: DEFAULT_LOG_LEVEL.to_owned(),
             shutdown_grace: Duration::from_secs(DEFAULT_SHUTDOWN_GRACE_SECS),
@@ -100,6 +105,7 @@ impl Default for Settings {
             // tls.listen = ["0.0.0.0:8883"]
             tls_listen: vec![SocketAddr::from(([0, 0, 0, 0], 8883))],
             tls_proxy: ProxyOptions::default(),
+            tls_vhost: None,
             trusted_proxies: Arc::default(),
         }
     }

@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use ferrymq::cli::{Cli, Command, ServeArgs};
+use ferrymq::cli::{Cli, Command, Io, ServeArgs};
 use ferrymq::{app, logging};
 
 // mimalloc: lower fragmentation and faster small allocations than glibc malloc under many
@@ -22,7 +22,25 @@ async fn main() -> ExitCode {
             &mut std::io::stdout(),
             &mut std::io::stderr(),
         ),
+        Command::Bench(args) => ferrymq_bench::run(args).await,
+        Command::Users(args) => with_terminal(|io| args.run(io)),
+        Command::Vhosts(args) => with_terminal(|io| args.run(io)),
+        Command::Permissions(args) => with_terminal(|io| args.run(io)),
+        Command::ImportDefinitions(args) => with_terminal(|io| args.run(io)),
+        Command::ExportDefinitions(args) => with_terminal(|io| args.run(io)),
     }
+}
+
+/// Runs a command with the process's standard input, output and error.
+fn with_terminal(run: impl FnOnce(&mut Io<'_>) -> ExitCode) -> ExitCode {
+    let stdin = std::io::stdin();
+    let mut input = stdin.lock();
+    let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
+    run(&mut Io {
+        input: &mut input,
+        out: &mut out,
+        err: &mut err,
+    })
 }
 
 async fn serve(args: ServeArgs) -> ExitCode {

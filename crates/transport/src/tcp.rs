@@ -67,6 +67,25 @@ pub struct MqttListenerOptions {
     pub proxy: ProxyOptions,
     /// TLS when set (MQTT over TLS, 8883).
     pub tls: Option<Arc<TlsReloader>>,
+    /// The listener's default vhost (RabbitMQ's port-to-vhost mapping): clients whose user
+    /// name has no `vhost:` prefix land there. `None`: the vhost `/`.
+    pub vhost: Option<Arc<str>>,
+}
+
+impl MqttListenerOptions {
+    /// A connection of this listener, with its default vhost.
+    fn connection(
+        &self,
+        broker: Arc<Broker>,
+        peer: SocketAddr,
+        permit: ConnectionPermit,
+    ) -> Connection {
+        let conn = Connection::new(broker, peer, permit);
+        match &self.vhost {
+            Some(vhost) => conn.with_listener_vhost(Arc::clone(vhost)),
+            None => conn,
+        }
+    }
 }
 
 /// Accepts sockets until shutdown and hands each, with its connection slot, to `serve`.
@@ -113,7 +132,7 @@ pub async fn serve_mqtt(listener: TcpListener, broker: Arc<Broker>, options: Mqt
     accept_loop(listener, &broker.clone(), |stream, peer, permit| {
         if !options.proxy.proxy_protocol && options.tls.is_none() {
             // The common case stays a direct spawn: no extra state per connection.
-            let conn = Connection::new(Arc::clone(&broker), peer, permit);
+            let conn = options.connection(Arc::clone(&broker), peer, permit);
             tokio::spawn(run_connection(stream, conn));
             return;
         }
@@ -147,7 +166,7 @@ async fn mqtt_connection(
         }
     };
     let Some(tls) = &options.tls else {
-        let conn = Connection::new(broker, peer, permit);
+        let conn = options.connection(broker, peer, permit);
         run_connection(stream, conn).await;
         return;
     };
@@ -163,7 +182,7 @@ async fn mqtt_connection(
             return;
         }
     };
-    let mut conn = Connection::new(broker, peer, permit);
+    let mut conn = options.connection(broker, peer, permit);
     if let Some(user) = tls.certificate_user(stream.get_ref().1) {
         tracing::debug!(%peer, user, "client certificate maps to a user");
         conn = conn.with_certificate_user(user);

@@ -47,6 +47,7 @@ async fn mqtt_behind_a_trusted_proxy() {
         MqttListenerOptions {
             proxy: proxy(&["127.0.0.0/8"]),
             tls: None,
+            vhost: None,
         },
     );
     assert_eq!(
@@ -85,6 +86,7 @@ async fn proxy_headers_from_untrusted_peers_are_refused() {
         MqttListenerOptions {
             proxy: proxy(&["10.0.0.0/8"]),
             tls: None,
+            vhost: None,
         },
     );
     assert_eq!(login_behind(addr, &v1("127.0.0.7")).await, None);

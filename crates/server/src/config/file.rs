@@ -47,6 +47,7 @@ pub(crate) struct MqttSection {
     pub(crate) shared_subscriptions_available: Option<Spanned<bool>>,
     pub(crate) maximum_qos: Option<Spanned<i64>>,
     pub(crate) proxy_protocol: Option<Spanned<bool>>,
+    pub(crate) vhost: Option<Spanned<String>>,
 }
 
 /// `[auth]`
@@ -102,6 +103,7 @@ pub(crate) struct WebSocketSection {
     pub(crate) keep_alive_grace: Option<Spanned<f64>>,
     pub(crate) proxy_protocol: Option<Spanned<bool>>,
     pub(crate) http2: Option<Spanned<bool>>,
+    pub(crate) vhost: Option<Spanned<String>>,
 }
 
 /// One entry of `websocket.listen` / `websocket.tls_listen`: an address, or a table that
@@ -112,7 +114,7 @@ pub(crate) enum WsListenEntry {
     Table(WsListenTable),
 }
 
-/// `{ address = "…", paths = […], proxy_protocol = …, keep_alive_grace = … }`
+/// `{ address = "…", paths = […], proxy_protocol = …, keep_alive_grace = …, vhost = "…" }`
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct WsListenTable {
@@ -123,6 +125,8 @@ pub(crate) struct WsListenTable {
     pub(crate) proxy_protocol: Option<Spanned<bool>>,
     #[serde(default)]
     pub(crate) keep_alive_grace: Option<Spanned<f64>>,
+    #[serde(default)]
+    pub(crate) vhost: Option<Spanned<String>>,
 }
 
 impl<'de> Deserialize<'de> for WsListenEntry {
@@ -162,6 +166,7 @@ pub(crate) struct TlsSection {
     pub(crate) listen: Option<Spanned<ListenAddrs>>,
     pub(crate) proxy_protocol: Option<Spanned<bool>>,
     pub(crate) reload_interval_secs: Option<Spanned<i64>>,
+    pub(crate) vhost: Option<Spanned<String>>,
 }
 
 /// `[proxy]`

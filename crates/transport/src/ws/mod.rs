@@ -66,6 +66,9 @@ pub struct WsConfig {
     /// On WSS: offer HTTP/2 (ALPN `h2`) and accept WebSockets as extended CONNECT streams
     /// (RFC 8441). Plain listeners are HTTP/1.1 only.
     pub http2: bool,
+    /// The listener's default vhost: clients whose user name has no `vhost:` prefix land
+    /// there. `None`: the vhost `/`.
+    pub vhost: Option<Arc<str>>,
 }
 
 impl Default for WsConfig {
@@ -81,6 +84,7 @@ impl Default for WsConfig {
             keep_alive_grace: None,
             proxy: ProxyOptions::default(),
             http2: true,
+            vhost: None,
         }
     }
 }
@@ -206,6 +210,9 @@ async fn run_mqtt<S>(
     }
     if let Some(user) = cert_user {
         conn = conn.with_certificate_user(user);
+    }
+    if let Some(vhost) = &config.vhost {
+        conn = conn.with_listener_vhost(Arc::clone(vhost));
     }
     run_connection(ws, conn).await;
 }

@@ -1,5 +1,6 @@
-//! Resolution of the listener sections beyond MQTT/TCP: `[websocket]`, `[tls]`, `[proxy]`
-//! and `mqtt.proxy_protocol`. Certificate files are loaded here too, so that
+//! Resolution of the listener sections beyond MQTT/TCP: `[websocket]`, `[tls]`, `[proxy]`,
+//! `mqtt.proxy_protocol` and every listener's default vhost (`mqtt.vhost`, `tls.vhost`,
+//! `websocket.vhost` and per-listener `vhost`). Certificate files are loaded here too, so that
 //! `check-config` reports an unreadable or mismatched certificate before `serve` would.
 
 use std::collections::HashSet;
@@ -31,6 +32,7 @@ impl Resolver<'_> {
             proxy_protocol: mqtt_proxy,
             trusted: Arc::clone(&trusted),
         };
+        settings.mqtt_vhost = self.vhost(&file.mqtt.vhost, "mqtt.vhost");
         let ws = &file.websocket;
         let defaults = self.ws_defaults(ws, &trusted);
         if let Some(listen) = &ws.listen {
@@ -77,6 +79,21 @@ impl Resolver<'_> {
             );
         }
         on
+    }
+
+    /// A listener's default vhost. `/` (the default) resolves to `None`, so that a file
+    /// spelling out the default resolves to the same settings as one that does not.
+    fn vhost(&mut self, value: &Option<Spanned<String>>, key: &str) -> Option<Arc<str>> {
+        let value = value.as_ref()?;
+        let name = value.get_ref();
+        if name.is_empty() {
+            self.error(
+                Some(value.span()),
+                format!("{key} must not be empty; the default vhost is \"/\""),
+            );
+            return None;
+        }
+        (name != ferrymq_auth::DEFAULT_VHOST).then(|| Arc::from(name.as_str()))
     }
 
     fn grace(&mut self, value: &Option<Spanned<f64>>, key: &str) -> Option<f32> {
@@ -183,6 +200,7 @@ impl Resolver<'_> {
                 trusted: Arc::clone(trusted),
             },
             http2: Self::bool(&ws.http2, default.http2),
+            vhost: self.vhost(&ws.vhost, "websocket.vhost"),
         }
     }
 
@@ -224,6 +242,9 @@ impl Resolver<'_> {
                 {
                     config.keep_alive_grace = Some(grace);
                 }
+                if table.vhost.is_some() {
+                    config.vhost = self.vhost(&table.vhost, &format!("{key}.vhost"));
+                }
             }
             listeners.push(WsListener { address, config });
         }
@@ -261,6 +282,7 @@ impl Resolver<'_> {
             proxy_protocol: self.proxy_flag(&tls.proxy_protocol, "tls.proxy_protocol", trusted),
             trusted: Arc::clone(trusted),
         };
+        settings.tls_vhost = self.vhost(&tls.vhost, "tls.vhost");
         let client_auth = tls.client_auth.as_ref().and_then(|value| {
             match value.get_ref().as_str() {
                 "none" => Some(ClientAuth::None),

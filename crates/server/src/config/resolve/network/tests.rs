@@ -1,4 +1,5 @@
-//! `[websocket]`, `[tls]`, `[proxy]` and `mqtt.proxy_protocol`: defaults, wiring, errors.
+//! `[websocket]`, `[tls]`, `[proxy]`, `mqtt.proxy_protocol` and the listeners' vhosts:
+//! defaults, wiring, errors.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -283,4 +284,58 @@ fn located_errors() {
     );
     let found = problems(&source);
     assert!(found[0].starts_with("f.toml:2:13: tls: "), "{found:?}");
+}
+
+#[test]
+fn listener_vhosts() {
+    let files = CertFiles::new("vhosts");
+    let source = format!(
+        r#"[mqtt]
+vhost = "devices"
+[websocket]
+vhost = "browsers"
+listen = ["127.0.0.1:1", {{ address = "127.0.0.1:2", vhost = "public" }}, {{ address = "127.0.0.1:3", vhost = "/" }}]
+[tls]
+cert_file = "{c}"
+key_file = "{k}"
+vhost = "secure:devices"
+"#,
+        c = files.cert.display(),
+        k = files.key.display()
+    );
+    let s = parse("f.toml", &source).unwrap();
+    assert_eq!(s.mqtt_vhost.as_deref(), Some("devices"));
+    assert_eq!(s.tls_vhost.as_deref(), Some("secure:devices"));
+    let ws: Vec<Option<&str>> = s
+        .websocket
+        .iter()
+        .map(|l| l.config.vhost.as_deref())
+        .collect();
+    assert_eq!(ws, [Some("browsers"), Some("public"), None]);
+    assert!(
+        s.websocket_tls
+            .iter()
+            .all(|l| l.config.vhost.as_deref() == Some("browsers"))
+    );
+    assert_eq!(s.websocket_defaults.vhost.as_deref(), Some("browsers"));
+
+    // "/" is the default, spelled out.
+    let s = parse(
+        "f.toml",
+        "[mqtt]\nvhost = \"/\"\n[websocket]\nvhost = \"/\"\n",
+    )
+    .unwrap();
+    assert_eq!(s, Settings::default());
+
+    let problems = problems(
+        "[mqtt]\nvhost = \"\"\n[websocket]\nlisten = [{ address = \"127.0.0.1:1\", vhost = \"\" }]\n[tls]\nvhost = \"\"\n",
+    );
+    assert_eq!(
+        problems,
+        [
+            "f.toml:2:9: mqtt.vhost must not be empty; the default vhost is \"/\"",
+            "f.toml:4:46: websocket.listen.vhost must not be empty; the default vhost is \"/\"",
+            "f.toml:6:9: tls.vhost must not be empty; the default vhost is \"/\"",
+        ]
+    );
 }

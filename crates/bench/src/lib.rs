@@ -1,0 +1,101 @@
+//! `ferrymq bench`: FerryMQ's MQTT load generator, in the spirit of emqtt-bench.
+//!
+//! Scenarios `conn`, `pub`, `sub` and `pubsub` over TCP, TLS, WebSocket and WSS, MQTT 3.1.1
+//! and 5, QoS 0/1/2. Each generator connection is one tokio task speaking MQTT through
+//! `ferrymq-codec` (a PUBLISH is encoded once per publisher and patched per message); every
+//! payload starts with a send timestamp, the publisher id and a sequence number, from which
+//! subscribers measure latency (HDR histogram), loss and duplicates. `--processes N` splits
+//! the clients over N child processes (the open-files limit is per process) and merges
+//! their results.
+//!
+//! Module map: `args` (options), `template` (`%i`), `payload` (the stamp), `wire` (hot-path
+//! encoding and decoding), `net` (dialing all transports), `client` (one connection's
+//! task), `stats` (counters, reports, loss accounting), `run` (one process), `multi` (the
+//! parent of several), `summary` (output), `sys` (rlimit, CPU time).
+//!
+//! This crate drives brokers from the outside; it depends on no broker crate.
+
+mod args;
+mod client;
+mod multi;
+mod net;
+mod payload;
+mod run;
+mod stats;
+mod summary;
+mod sys;
+mod template;
+mod wire;
+
+use std::process::ExitCode;
+
+pub use args::{BenchArgs, MqttVersion, Scenario, Transport, parse_duration};
+pub use stats::{HistData, Progress, Report, expected_deliveries, topic_matches};
+pub use summary::{Percentiles, Summary};
+
+use run::{ChildMessage, Mode, Slice};
+
+/// Runs `ferrymq bench` with parsed options: the whole command, output and exit status
+/// included (1: loss without --allow-loss, errors, or bad options).
+pub async fn run(args: BenchArgs) -> ExitCode {
+    if let Some(child) = args.child.clone() {
+        return run_child(&child).await;
+    }
+    match run_summary(&args).await {
+        Ok(summary) => {
+            if args.json {
+                match serde_json::to_string_pretty(&summary) {
+                    Ok(json) => println!("{json}"),
+                    Err(e) => eprintln!("ferrymq bench: {e}"),
+                }
+            } else {
+                print!("{}", summary.text());
+            }
+            if summary.failed(args.allow_loss) {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(e) => {
+            eprintln!("ferrymq bench: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs the scenario (in this process, or in `--processes` children) and summarises it,
+/// without printing the summary. Progress goes to stderr unless `--quiet`.
+pub async fn run_summary(args: &BenchArgs) -> Result<Summary, String> {
+    args.validate()?;
+    sys::raise_nofile_limit();
+    let report = if args.processes > 1 {
+        multi::run_parent(args).await?
+    } else {
+        run::run_process(args, Slice::WHOLE, Mode::Standalone).await?
+    };
+    Ok(Summary::new(args, &report))
+}
+
+/// A child generator: options from the parent's JSON, results as JSON lines on stdout.
+async fn run_child(slice: &str) -> ExitCode {
+    let result = async {
+        let slice = Slice::parse(slice).ok_or_else(|| format!("bad --child {slice:?}"))?;
+        let json = std::env::var(multi::ARGS_ENV)
+            .map_err(|_| format!("{} is not set", multi::ARGS_ENV))?;
+        let args: BenchArgs = serde_json::from_str(&json).map_err(|e| e.to_string())?;
+        sys::raise_nofile_limit();
+        run::run_process(&args, slice, Mode::Child).await
+    }
+    .await;
+    match result {
+        Ok(report) => {
+            ChildMessage::Report(Box::new(report)).emit();
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            ChildMessage::Failed(e).emit();
+            ExitCode::FAILURE
+        }
+    }
+}
