@@ -8,14 +8,20 @@
 //!    failed: all three are [`AuthFailure::BadCredentials`], and an unknown user costs the
 //!    same argon2 run as a wrong password.
 //! 3. With no configured user, the built-in `guest`/`guest` exists, loopback only.
+//! 4. When JWT is configured ([`Authenticator::with_jwt`]), a password shaped like a JWT
+//!    (three base64url segments separated by dots) is verified as a token instead: the
+//!    token names the user, may name the vhost, and its scopes are the permissions. The
+//!    CONNECT user name must then be empty or the token's user name.
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime};
 
 use crate::config::{AuthConfig, AuthConfigError};
 use crate::definitions::Definitions;
+use crate::jwt::{JwtValidator, TokenIdentity};
 use crate::password::{self, DUMMY_HASH, DigestKey, GUEST_HASH, VerifiedCache};
 use crate::password_hash::PasswordHash;
 use crate::permissions::Permissions;
@@ -34,6 +40,12 @@ pub struct Identity {
     pub vhost: Arc<str>,
     /// Topic rights in that vhost, before placeholders are bound to the client id.
     pub permissions: Permissions,
+    /// When the credentials stop being valid: a token's `exp` plus the configured leeway.
+    /// The connection must be closed then (unless it re-authenticates). `None`: never.
+    pub expires_at: Option<SystemTime>,
+    /// True when a JWT authenticated the client: its rights come from the token, not from
+    /// the internal database, and a fresh token may replace them (re-authentication).
+    pub from_token: bool,
 }
 
 /// Why a CONNECT was refused. Deliberately coarse: telling a client *which* check failed
@@ -65,6 +77,22 @@ pub struct AuthRequest<'a> {
     pub listener_vhost: Option<&'a str>,
     /// The user name a verified TLS client certificate maps to: no password is checked.
     pub certificate_user: Option<&'a str>,
+    /// The wall-clock time tokens are checked against (`exp`, `nbf`).
+    pub now: SystemTime,
+}
+
+/// Why a re-authentication with a fresh token was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ReauthFailure {
+    /// JWT is not configured, or the connection was not authenticated by a token.
+    #[error("re-authentication with a token is not available")]
+    NotAvailable,
+    /// The token does not verify (signature, time, audience, issuer, claims).
+    #[error("invalid token")]
+    InvalidToken,
+    /// The token names another user or another vhost than the connection's.
+    #[error("the token names another user or vhost")]
+    IdentityChanged,
 }
 
 /// A user whose password can be checked.
@@ -139,6 +167,7 @@ pub struct Authenticator {
     digest_key: DigestKey,
     anonymous: Arc<str>,
     default_vhost: Arc<str>,
+    jwt: Option<JwtValidator>,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -188,7 +217,19 @@ impl Authenticator {
             digest_key: DigestKey::random().map_err(AuthConfigError::RandomSource)?,
             anonymous: Arc::from("anonymous"),
             default_vhost: Arc::from(DEFAULT_VHOST),
+            jwt: None,
         })
+    }
+
+    /// Turns JWT authentication on: passwords shaped like a JWT are verified by `validator`.
+    pub fn with_jwt(mut self, validator: JwtValidator) -> Authenticator {
+        self.jwt = Some(validator);
+        self
+    }
+
+    /// True when JWT authentication is on.
+    pub fn jwt_enabled(&self) -> bool {
+        self.jwt.is_some()
     }
 
     /// Replaces the internal database's users, vhosts and permissions. Connections notice
@@ -224,6 +265,7 @@ impl Authenticator {
             peer,
             listener_vhost: None,
             certificate_user: None,
+            now: SystemTime::now(),
         })
     }
 
@@ -239,6 +281,7 @@ impl Authenticator {
             peer,
             listener_vhost: None,
             certificate_user: Some(username),
+            now: SystemTime::now(),
         })
     }
 
@@ -254,6 +297,13 @@ impl Authenticator {
     /// CPU-heavy on a cache miss (one argon2 run, tens of milliseconds): call it from a
     /// blocking thread unless [`Authenticator::is_cheap`] says otherwise.
     pub fn authenticate_request(&self, request: &AuthRequest<'_>) -> Result<Identity, AuthFailure> {
+        if request.certificate_user.is_none()
+            && self.jwt.is_some()
+            && let Some(password) = request.password
+            && looks_like_jwt(password)
+        {
+            return self.authenticate_token(request, password);
+        }
         let listener_vhost = request.listener_vhost.unwrap_or(DEFAULT_VHOST);
         let (vhost, name) = match request.certificate_user {
             Some(user) => (listener_vhost, Some(user)),
@@ -272,6 +322,8 @@ impl Authenticator {
                 anonymous: true,
                 vhost: self.vhost_name(vhost),
                 permissions: full_with_sys(),
+                expires_at: None,
+                from_token: false,
             });
         };
         let directory = self.directory();
@@ -307,7 +359,90 @@ impl Authenticator {
             anonymous: false,
             vhost: self.vhost_name(vhost),
             permissions,
+            expires_at: None,
+            from_token: false,
         })
+    }
+
+    /// Authenticates a CONNECT by a JWT (from the password field or from v5 Authentication
+    /// Data), whatever its shape; refused with [`AuthFailure::BadCredentials`] when JWT is off.
+    ///
+    /// The vhost is the token's vhost claim, else the `vhost:` prefix of the user name, else
+    /// the listener's vhost, else `/`; it must exist ([`AuthFailure::VhostNotAllowed`]). The
+    /// user name, without its `vhost:` prefix, must be empty or the token's user name. The
+    /// permissions are the token's scopes for that vhost.
+    pub fn authenticate_token(
+        &self,
+        request: &AuthRequest<'_>,
+        token: &[u8],
+    ) -> Result<Identity, AuthFailure> {
+        let token = self
+            .verify_token(token, request.now)
+            .ok_or(AuthFailure::BadCredentials)?;
+        let listener_vhost = request.listener_vhost.unwrap_or(DEFAULT_VHOST);
+        let (username_vhost, name) = self.split_vhost(request.username, listener_vhost);
+        if name.is_some_and(|name| name != token.username) {
+            return Err(AuthFailure::BadCredentials);
+        }
+        let vhost = token.vhost.as_deref().unwrap_or(username_vhost);
+        if vhost != DEFAULT_VHOST && !self.directory().vhosts.contains(vhost) {
+            return Err(AuthFailure::VhostNotAllowed);
+        }
+        Ok(Identity {
+            username: Arc::from(token.username.as_str()),
+            anonymous: false,
+            vhost: self.vhost_name(vhost),
+            permissions: token.permissions_for(vhost),
+            expires_at: self.token_deadline(&token),
+            from_token: true,
+        })
+    }
+
+    /// Re-authentication (MQTT 5 AUTH): a fresh token for a connection a token
+    /// authenticated. It must name the same user and, when it names a vhost, the same vhost;
+    /// the result carries the new permissions and expiry.
+    pub fn reauthenticate_token(
+        &self,
+        identity: &Identity,
+        token: &[u8],
+        now: SystemTime,
+    ) -> Result<Identity, ReauthFailure> {
+        if self.jwt.is_none() || !identity.from_token {
+            return Err(ReauthFailure::NotAvailable);
+        }
+        let token = self
+            .verify_token(token, now)
+            .ok_or(ReauthFailure::InvalidToken)?;
+        if token.username != *identity.username
+            || token
+                .vhost
+                .as_deref()
+                .is_some_and(|v| v != &*identity.vhost)
+        {
+            return Err(ReauthFailure::IdentityChanged);
+        }
+        Ok(Identity {
+            permissions: token.permissions_for(&identity.vhost),
+            expires_at: self.token_deadline(&token),
+            ..identity.clone()
+        })
+    }
+
+    fn verify_token(&self, token: &[u8], now: SystemTime) -> Option<TokenIdentity> {
+        let validator = self.jwt.as_ref()?;
+        let token = std::str::from_utf8(token).ok()?;
+        validator.validate(token, now).ok()
+    }
+
+    /// A token is accepted until `exp` plus the leeway, so the connection lives that long.
+    fn token_deadline(&self, token: &TokenIdentity) -> Option<SystemTime> {
+        let leeway = self
+            .jwt
+            .as_ref()
+            .map_or(0, |validator| validator.config().leeway_secs);
+        token
+            .expires_at
+            .and_then(|exp| exp.checked_add(Duration::from_secs(leeway)))
     }
 
     /// The rights `username` has in `vhost` now, for a connection re-checking after
@@ -317,6 +452,12 @@ impl Authenticator {
             return Some(full_with_sys());
         }
         let directory = self.directory();
+        if identity.from_token {
+            // The token's rights stand until it expires; only the vhost can disappear.
+            let vhost_exists =
+                &*identity.vhost == DEFAULT_VHOST || directory.vhosts.contains(&*identity.vhost);
+            return vhost_exists.then(|| identity.permissions.clone());
+        }
         let user = self.find_user(&directory, &identity.username)?;
         self.permissions_in(&directory, &user.name, &identity.vhost)
     }
@@ -325,6 +466,10 @@ impl Authenticator {
     /// credentials (anonymous, a missing password, a password that already verified, or a
     /// RabbitMQ hash, which is fast), so the broker can skip the trip to a blocking thread.
     pub fn is_cheap(&self, username: Option<&str>, password: Option<&[u8]>) -> bool {
+        // Verifying a token costs microseconds, not an argon2 run.
+        if self.jwt.is_some() && password.is_some_and(looks_like_jwt) {
+            return true;
+        }
         let (_, name) = self.split_vhost(username, DEFAULT_VHOST);
         let Some(name) = name else {
             return true;
@@ -443,6 +588,21 @@ fn full_with_sys() -> Permissions {
         read_sys: true,
         ..Permissions::full()
     }
+}
+
+/// Three non-empty base64url segments separated by dots: a JWS in compact form. Passwords
+/// of this shape are tokens when JWT is on (a real password of this shape is unlikely, and
+/// its user can change it).
+pub fn looks_like_jwt(password: &[u8]) -> bool {
+    let mut segments = 0;
+    for segment in password.split(|&b| b == b'.') {
+        let base64url = |b: &u8| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_';
+        if segment.is_empty() || !segment.iter().all(base64url) {
+            return false;
+        }
+        segments += 1;
+    }
+    segments == 3
 }
 
 /// 127.0.0.0/8, `::1`, and IPv4-mapped `::ffff:127.x.y.z` (what a dual-stack socket reports

@@ -355,6 +355,11 @@ impl JwtValidator {
         Ok(JwtValidator { config, keys })
     }
 
+    /// The configuration this validator was built from.
+    pub fn config(&self) -> &JwtConfig {
+        &self.config
+    }
+
     /// Verifies `token` at time `now` and reads its identity.
     pub fn validate(&self, token: &str, now: SystemTime) -> Result<TokenIdentity, JwtError> {
         if token.len() > MAX_TOKEN_LEN {

@@ -31,7 +31,9 @@ mod permissions;
 pub mod rabbit;
 mod throttle;
 
-pub use authenticator::{AuthFailure, AuthRequest, Authenticator, DEFAULT_VHOST, Identity};
+pub use authenticator::{
+    AuthFailure, AuthRequest, Authenticator, DEFAULT_VHOST, Identity, ReauthFailure, looks_like_jwt,
+};
 pub use config::{AuthConfig, AuthConfigError, UserConfig};
 
 pub use definitions::{

@@ -20,6 +20,11 @@ pub struct Limits {
     pub max_subscriptions_per_session: usize,
     pub max_connections: usize,
     pub topic_alias_maximum: u16,
+    /// Failed logins from one address (IPv6: one /64) within `failed_login_window` before the
+    /// address is refused for `failed_login_block`; 0 disables throttling.
+    pub max_failed_logins: u32,
+    pub failed_login_window: Duration,
+    pub failed_login_block: Duration,
 }
 
 impl Default for Limits {
@@ -36,6 +41,9 @@ impl Default for Limits {
             max_subscriptions_per_session: 1000,
             max_connections: 100_000,
             topic_alias_maximum: 64,
+            max_failed_logins: 10,
+            failed_login_window: Duration::from_secs(60),
+            failed_login_block: Duration::from_secs(60),
         }
     }
 }

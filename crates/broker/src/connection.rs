@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::{Bytes, BytesMut};
 use ferrymq_codec::{
@@ -22,6 +22,13 @@ use crate::permission_cache::PermissionCache;
 use crate::registry::{CloseKind, SessionHandle};
 use crate::{Broker, ConnectionPermit};
 
+mod reauth;
+
+use reauth::{JWT_METHOD, deadline_of};
+
+/// Payload bytes one delivery turn moves from the session queue to the output buffer.
+const TRANSMIT_BUDGET: usize = 64 * 1024;
+
 /// The connection must close: everything it should say last is already in the output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Closed;
@@ -37,6 +44,11 @@ struct Established {
     auth_generation: u64,
     /// Session Expiry Interval from CONNECT; DISCONNECT may not raise it from zero [MQTT-3.14.2-2].
     connect_expiry: u32,
+    /// When the client's token expires: the connection closes then (v5: 0xA0) unless an
+    /// AUTH re-authentication moved it.
+    token_deadline: Option<Instant>,
+    /// CONNECT used the `JWT` authentication method, so AUTH may re-authenticate.
+    jwt_method: bool,
 }
 
 /// A client connection. Create one per accepted socket with [`Connection::new`].
@@ -125,11 +137,17 @@ impl Connection {
     }
 
     /// When [`Connection::on_deadline`] must be called: the CONNECT deadline, then the
-    /// keep-alive deadline.
+    /// earlier of the keep-alive deadline and the token's expiry.
     pub fn deadline(&self) -> Option<Instant> {
         match &self.established {
             None => Some(self.connect_deadline),
-            Some(e) => e.state.keep_alive_deadline(self.keep_alive_grace),
+            Some(e) => {
+                let keep_alive = e.state.keep_alive_deadline(self.keep_alive_grace);
+                match (keep_alive, e.token_deadline) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                }
+            }
         }
     }
 
@@ -165,6 +183,15 @@ impl Connection {
             Metrics::inc(&self.broker.metrics.connect_timeouts);
             tracing::info!(peer = %self.peer, "closing connection: no CONNECT within the connect timeout");
             return Err(Closed);
+        }
+        if self
+            .established
+            .as_ref()
+            .and_then(|e| e.token_deadline)
+            .is_some_and(|expiry| expiry <= now)
+        {
+            tracing::info!(peer = %self.peer, client_id = %self.client_id(), "closing connection: token expired");
+            return Err(self.disconnect(ReasonCode::MaximumConnectTime));
         }
         Metrics::inc(&self.broker.metrics.keep_alive_timeouts);
         tracing::info!(peer = %self.peer, client_id = %self.client_id(), "keep-alive timeout");
@@ -305,11 +332,7 @@ impl Connection {
             Packet::Connect(_) => {
                 Err(self.violation(ReasonCode::ProtocolError, "second CONNECT [MQTT-3.1.0-2]"))
             }
-            // No authentication method is offered, so there is nothing to re-authenticate.
-            Packet::Auth(_) => Err(self.violation(
-                ReasonCode::ProtocolError,
-                "AUTH without an authentication method",
-            )),
+            Packet::Auth(auth) => self.on_auth(auth),
             other => Err(self.violation(
                 ReasonCode::ProtocolError,
                 &format!("{} is a server-to-client packet", other.name()),
@@ -345,7 +368,14 @@ impl Connection {
         let mqtt = &broker.config.mqtt;
         let v5 = protocol.is_v5();
 
-        if v5 && connect.properties.authentication_method.is_some() {
+        // The only method offered is `JWT` (the token in Authentication Data, one round
+        // trip), and only when JWT is configured.
+        let jwt_method =
+            v5 && connect.properties.authentication_method.as_deref() == Some(JWT_METHOD);
+        if v5
+            && connect.properties.authentication_method.is_some()
+            && !(jwt_method && broker.auth.jwt_enabled())
+        {
             tracing::info!(peer = %self.peer, "refusing CONNECT: unsupported authentication method");
             return Err(self.refuse(ReasonCode::BadAuthenticationMethod));
         }
@@ -382,10 +412,28 @@ impl Connection {
         }
 
         let auth_generation = broker.auth.generation();
+        if let Err(blocked) = broker.throttle().check(self.peer.ip(), Instant::now()) {
+            Metrics::inc(&broker.metrics.logins_throttled);
+            tracing::warn!(peer = %self.peer, retry_after_secs = blocked.retry_after.as_secs(), "refusing CONNECT: too many failed logins from this address");
+            // v5 can say why; v3's closest code is "server unavailable".
+            return Err(self.refuse(ReasonCode::ConnectionRateExceeded));
+        }
         let identity = match self.authenticate(&connect).await {
-            Ok(identity) => identity,
+            Ok(identity) => {
+                broker
+                    .throttle()
+                    .record_success(self.peer.ip(), Instant::now());
+                identity
+            }
             Err(failure) => {
                 Metrics::inc(&broker.metrics.auth_failures);
+                if failure == AuthFailure::BadCredentials
+                    && broker
+                        .throttle()
+                        .record_failure(self.peer.ip(), Instant::now())
+                {
+                    tracing::warn!(peer = %self.peer, "too many failed logins: blocking this address for a while");
+                }
                 tracing::info!(peer = %self.peer, username = connect.username.as_deref().unwrap_or(""), %failure, "refusing CONNECT");
                 let reason = match failure {
                     AuthFailure::BadCredentials => ReasonCode::BadUserNameOrPassword,
@@ -462,6 +510,7 @@ impl Connection {
                 shared_subscription_available: (!mqtt.shared_subscriptions_available)
                     .then_some(false),
                 server_keep_alive,
+                authentication_method: jwt_method.then(|| JWT_METHOD.to_owned()),
                 ..ConnAckProperties::default()
             },
         };
@@ -479,6 +528,7 @@ impl Connection {
             keep_alive = connect.keep_alive,
             "client connected"
         );
+        let token_deadline = identity.expires_at.and_then(deadline_of);
         if attached.session_present {
             // The session's subscriptions were granted under rights that may have changed.
             self.revoke_disallowed_subscriptions(&attached.session, &permissions);
@@ -490,6 +540,8 @@ impl Connection {
             permissions,
             auth_generation,
             connect_expiry: expiry,
+            token_deadline,
+            jwt_method,
         });
         if let Some(e) = &mut self.established {
             let mut resent = Vec::new();
@@ -514,20 +566,38 @@ impl Connection {
     ) -> Result<ferrymq_auth::Identity, ferrymq_auth::AuthFailure> {
         let username = connect.username.clone().filter(|u| !u.is_empty());
         let password: Option<Bytes> = connect.password.clone();
+        // With the `JWT` method the token is the Authentication Data (on_connect checked
+        // that JWT is on); a certificate still wins.
+        let token: Option<Bytes> = (self.certificate_user.is_none()
+            && connect.properties.authentication_method.as_deref() == Some(JWT_METHOD))
+        .then(|| {
+            connect
+                .properties
+                .authentication_data
+                .clone()
+                .unwrap_or_default()
+        });
+        let uses_token = token.is_some();
         let ip = self.peer.ip();
         let broker = Arc::clone(&self.broker);
         let certificate_user = self.certificate_user.clone();
         let listener_vhost = self.listener_vhost.clone();
         let decide = move |broker: &Broker| {
-            broker.auth.authenticate_request(&AuthRequest {
+            let request = AuthRequest {
                 username: username.as_deref(),
                 password: password.as_deref(),
                 peer: ip,
                 listener_vhost: listener_vhost.as_deref(),
                 certificate_user: certificate_user.as_deref(),
-            })
+                now: SystemTime::now(),
+            };
+            match &token {
+                Some(token) => broker.auth.authenticate_token(&request, token),
+                None => broker.auth.authenticate_request(&request),
+            }
         };
         if self.certificate_user.is_some()
+            || uses_token
             || broker
                 .auth
                 .is_cheap(connect.username.as_deref(), connect.password.as_deref())
@@ -882,8 +952,14 @@ impl Connection {
                     &mut e.state,
                     Instant::now(),
                     broker.config.limits.max_inflight,
+                    TRANSMIT_BUDGET,
                     &mut packets,
                 );
+                if dropped.budget_exhausted {
+                    // More is queued: come back after this batch is written, so a long
+                    // backlog goes out in bounded turns instead of one huge buffer.
+                    e.session.notify.notify_one();
+                }
                 Metrics::add(
                     &broker.metrics.messages_dropped_expired,
                     dropped.expired as u64,

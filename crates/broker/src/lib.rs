@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use ferrymq_auth::Authenticator;
+use ferrymq_auth::{Authenticator, LoginThrottle};
 use ferrymq_session::QueueLimits;
 use ferrymq_topic::TopicLimits;
 use tokio_util::sync::CancellationToken;
@@ -41,6 +41,8 @@ pub struct Broker {
     shutdown: CancellationToken,
     /// Concurrent password verifications (argon2): one per core.
     password_checks: tokio::sync::Semaphore,
+    /// Failed logins per source address (the real one, behind trusted proxies).
+    login_throttle: std::sync::Mutex<LoginThrottle>,
 }
 
 /// Counts one open network connection; dropping it releases the slot.
@@ -70,6 +72,11 @@ impl Broker {
             max_topic_levels: config.limits.max_topic_levels,
         };
         let default_vhost = Arc::new(Vhost::new(Arc::from(DEFAULT_VHOST)));
+        let login_throttle = LoginThrottle::new(
+            config.limits.max_failed_logins,
+            config.limits.failed_login_window,
+            config.limits.failed_login_block,
+        );
         Arc::new(Broker {
             config,
             auth,
@@ -82,6 +89,7 @@ impl Broker {
             metrics: Metrics::default(),
             next_connection_id: AtomicU64::new(1),
             shutdown: CancellationToken::new(),
+            login_throttle: std::sync::Mutex::new(login_throttle),
             password_checks: tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
             ),
@@ -185,6 +193,12 @@ impl Broker {
             .values()
             .cloned()
             .collect()
+    }
+
+    fn throttle(&self) -> std::sync::MutexGuard<'_, LoginThrottle> {
+        self.login_throttle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     fn next_connection_id(&self) -> u64 {

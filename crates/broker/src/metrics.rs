@@ -31,6 +31,8 @@ counters! {
     connect_timeouts,
     /// CONNECTs refused for bad credentials or anonymous access.
     auth_failures,
+    /// CONNECTs refused because their address failed to log in too often (`max_failed_logins`).
+    logins_throttled,
     /// Clients disconnected for keep-alive expiry.
     keep_alive_timeouts,
     /// Connections closed for a malformed packet or a protocol violation.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use ferrymq_auth::Authenticator;
+use ferrymq_auth::{Authenticator, JwtValidator};
 use ferrymq_broker::{Broker, Metrics};
 use ferrymq_transport::tls::TlsReloader;
 use ferrymq_transport::{MqttListenerOptions, bind_tcp, serve_mqtt, serve_ws};
@@ -16,7 +16,12 @@ use crate::config::Settings;
 use crate::definitions::{self, Database, Watcher};
 
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
-    let auth = Authenticator::new(settings.auth.clone()).context("invalid [auth] settings")?;
+    let mut auth = Authenticator::new(settings.auth.clone()).context("invalid [auth] settings")?;
+    if let Some(jwt) = &settings.jwt {
+        let validator = JwtValidator::new(jwt.clone()).context("invalid [auth.jwt] settings")?;
+        tracing::info!(algorithms = ?jwt.algorithms, keys = jwt.keys.len(), "JWT authentication on");
+        auth = auth.with_jwt(validator);
+    }
     std::fs::create_dir_all(&settings.data_dir).with_context(|| {
         format!(
             "cannot create data directory {}",

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferrymq_auth::AuthConfig;
+use ferrymq_auth::{AuthConfig, JwtConfig};
 use ferrymq_broker::config::BrokerConfig;
 use ferrymq_transport::proxy::TrustedProxies;
 use ferrymq_transport::tls::TlsSettings;
@@ -32,6 +32,9 @@ pub struct Settings {
     pub broker: BrokerConfig,
     /// Users and the anonymous rule.
     pub auth: AuthConfig,
+    /// `[auth.jwt]`: token verification; `None`: JWT authentication off. Key files were
+    /// readable and valid when the settings were resolved.
+    pub jwt: Option<JwtConfig>,
     /// MQTT-over-TCP listen addresses.
     pub mqtt_listen: Vec<SocketAddr>,
     /// The MQTT/TCP listeners' default vhost (`mqtt.vhost`); `None`: `/`.
@@ -83,6 +86,7 @@ impl Default for Settings {
         Settings {
             broker: BrokerConfig::default(),
             auth: AuthConfig::default(),
+            jwt: None,
             // mqtt.listen = ["0.0.0.0:1883"]
             mqtt_listen: vec![SocketAddr::from(([0, 0, 0, 0], 1883))],
             mqtt_vhost: None,

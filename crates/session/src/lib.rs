@@ -8,8 +8,9 @@
 
 mod connection;
 mod message;
+mod queue;
 mod state;
 
 pub use connection::{ConnectionState, InboundTopicError};
 pub use message::{Delivery, Message};
-pub use state::{Dropped, Enqueue, QueueLimits, SessionState, Subscription};
+pub use state::{Enqueue, QueueLimits, SessionState, Subscription, Transmitted};

@@ -10,6 +10,7 @@ use ferrymq_codec::{LastWill, Packet, PacketId, PubRel, QoS, ReasonCode, Subscri
 
 use crate::connection::ConnectionState;
 use crate::message::Delivery;
+use crate::queue::DeliveryQueue;
 
 /// One subscription as the session remembers it (the broker's index holds the same).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,13 +27,15 @@ pub struct QueueLimits {
     pub max_bytes: usize,
 }
 
-/// Messages [`SessionState::poll_transmit`] took off the queue without sending.
+/// What [`SessionState::poll_transmit`] (or `resend_inflight`) did besides sending.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Dropped {
-    /// Their Message Expiry Interval passed while they waited [MQTT-3.3.2-5].
+pub struct Transmitted {
+    /// Dropped: their Message Expiry Interval passed while they waited [MQTT-3.3.2-5].
     pub expired: usize,
-    /// Larger than the client's Maximum Packet Size [MQTT-3.1.2-25].
+    /// Dropped: larger than the client's Maximum Packet Size [MQTT-3.1.2-25].
     pub too_large: usize,
+    /// Stopped at the byte budget with more to send: call again after writing.
+    pub budget_exhausted: bool,
 }
 
 /// What happened to a delivery offered to [`SessionState::enqueue`].
@@ -79,8 +82,7 @@ pub struct SessionState {
     pub will: Option<LastWill>,
     /// When the last connection ended; `None` while a client is connected.
     pub disconnected_at: Option<Instant>,
-    queue: VecDeque<Delivery>,
-    queued_bytes: usize,
+    queue: DeliveryQueue,
     inflight: VecDeque<Inflight>,
     next_packet_id: PacketId,
     inbound_qos2: HashSet<PacketId>,
@@ -94,8 +96,7 @@ impl SessionState {
             expiry_interval: 0,
             will: None,
             disconnected_at: None,
-            queue: VecDeque::new(),
-            queued_bytes: 0,
+            queue: DeliveryQueue::default(),
             inflight: VecDeque::new(),
             next_packet_id: 1,
             inbound_qos2: HashSet::new(),
@@ -107,7 +108,7 @@ impl SessionState {
     }
 
     pub fn queued_bytes(&self) -> usize {
-        self.queued_bytes
+        self.queue.bytes()
     }
 
     pub fn inflight_len(&self) -> usize {
@@ -148,17 +149,13 @@ impl SessionState {
         let weight = delivery.message.weight();
         let mut dropped = 0;
         while self.queue.len() >= limits.max_messages
-            || self.queued_bytes.saturating_add(weight) > limits.max_bytes
+            || self.queue.bytes().saturating_add(weight) > limits.max_bytes
         {
-            if delivery.qos == QoS::AtMostOnce && !self.has_queued_qos0() {
-                return Enqueue::Refused;
-            }
-            match self.drop_oldest_qos0() {
+            match self.queue.drop_oldest_qos0() {
                 true => dropped += 1,
                 false => return Enqueue::Refused,
             }
         }
-        self.queued_bytes += weight;
         self.queue.push_back(delivery);
         match dropped {
             0 => Enqueue::Queued,
@@ -166,50 +163,42 @@ impl SessionState {
         }
     }
 
-    fn has_queued_qos0(&self) -> bool {
-        self.queue.iter().any(|d| d.qos == QoS::AtMostOnce)
-    }
-
-    fn drop_oldest_qos0(&mut self) -> bool {
-        let Some(index) = self.queue.iter().position(|d| d.qos == QoS::AtMostOnce) else {
-            return false;
-        };
-        if let Some(removed) = self.queue.remove(index) {
-            self.queued_bytes -= removed.message.weight();
-        }
-        true
-    }
-
     /// Drops QoS 0 messages from the queue: they are not kept for a disconnected client.
     pub fn discard_queued_qos0(&mut self) {
-        let before = self.queue.len();
-        self.queue.retain(|d| d.qos != QoS::AtMostOnce);
-        if self.queue.len() != before {
-            self.queued_bytes = self.queue.iter().map(|d| d.message.weight()).sum();
+        if self.queue.has_qos0() {
+            self.queue.split_off_where(|d| d.qos == QoS::AtMostOnce);
         }
     }
 
     /// Moves queued messages onto the wire as far as the client's Receive Maximum and our
     /// in-flight cap allow [MQTT-4.9.0-2]. Expired messages are dropped [MQTT-3.3.2-5];
     /// messages larger than the client's Maximum Packet Size are dropped [MQTT-3.1.2-25].
-    /// Returns what was dropped.
+    /// Stops once `budget` payload bytes are out, so one turn never builds an unbounded
+    /// batch (and buffer) from a long backlog. Returns what was dropped and whether it stopped
+    /// at the budget.
     pub fn poll_transmit(
         &mut self,
         conn: &mut ConnectionState,
         now: Instant,
         max_inflight: u16,
+        budget: usize,
         out: &mut Vec<Packet>,
-    ) -> Dropped {
+    ) -> Transmitted {
         let window = usize::from(conn.client_receive_maximum.min(max_inflight).max(1));
-        let mut dropped = Dropped::default();
+        let mut dropped = Transmitted::default();
+        let mut spent = 0usize;
         while let Some(front) = self.queue.front() {
             if front.qos != QoS::AtMostOnce && self.inflight.len() >= window {
                 break;
             }
+            if spent >= budget {
+                dropped.budget_exhausted = true;
+                break;
+            }
+            spent += front.message.weight();
             let Some(delivery) = self.queue.pop_front() else {
                 break;
             };
-            self.queued_bytes -= delivery.message.weight();
             if delivery.message.is_expired(now) {
                 dropped.expired += 1;
                 continue;
@@ -220,7 +209,6 @@ impl SessionState {
                     Some(id) => Some(id),
                     None => {
                         // Every identifier is in use: wait for acknowledgements.
-                        self.queued_bytes += delivery.message.weight();
                         self.queue.push_front(delivery);
                         break;
                     }
@@ -253,8 +241,8 @@ impl SessionState {
         conn: &mut ConnectionState,
         now: Instant,
         out: &mut Vec<Packet>,
-    ) -> Dropped {
-        let mut dropped = Dropped::default();
+    ) -> Transmitted {
+        let mut dropped = Transmitted::default();
         let inflight = std::mem::take(&mut self.inflight);
         for entry in inflight {
             match entry.stage {
@@ -380,15 +368,7 @@ impl SessionState {
                 self.inflight.push_back(entry);
             }
         }
-        let queue = std::mem::take(&mut self.queue);
-        for delivery in queue {
-            if delivery.shared_group.is_some() {
-                self.queued_bytes -= delivery.message.weight();
-                taken.push(delivery);
-            } else {
-                self.queue.push_back(delivery);
-            }
-        }
+        taken.extend(self.queue.split_off_where(|d| d.shared_group.is_some()));
         taken
     }
 }

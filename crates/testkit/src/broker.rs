@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ferrymq_auth::{AuthConfig, Authenticator};
+use ferrymq_auth::{AuthConfig, Authenticator, JwtConfig, JwtValidator};
 use ferrymq_broker::{Broker, BrokerConfig, Connection, Limits, Metrics, MqttSettings};
 use ferrymq_transport::driver::run_connection;
 use ferrymq_transport::{bind_tcp, serve_tcp};
@@ -23,6 +23,7 @@ use tokio::task::JoinHandle;
 pub struct TestBrokerBuilder {
     config: BrokerConfig,
     auth: AuthConfig,
+    jwt: Option<JwtConfig>,
     keep_alive_grace: Option<f32>,
 }
 
@@ -51,6 +52,12 @@ impl TestBrokerBuilder {
         self
     }
 
+    /// Turns JWT authentication on (`Authenticator::with_jwt`).
+    pub fn jwt(mut self, jwt: JwtConfig) -> Self {
+        self.jwt = Some(jwt);
+        self
+    }
+
     /// Lets clients without a username in (as user `anonymous`).
     pub fn allow_anonymous(mut self, allow: bool) -> Self {
         self.auth.allow_anonymous = allow;
@@ -67,8 +74,13 @@ impl TestBrokerBuilder {
 
     /// Starts the broker on `127.0.0.1:0` on the current tokio runtime.
     pub async fn try_start(self) -> io::Result<TestBroker> {
-        let auth = Authenticator::new(self.auth)
+        let mut auth = Authenticator::new(self.auth)
             .map_err(|error| io::Error::new(io::ErrorKind::InvalidInput, error))?;
+        if let Some(jwt) = self.jwt {
+            let validator = JwtValidator::new(jwt)
+                .map_err(|error| io::Error::new(io::ErrorKind::InvalidInput, error))?;
+            auth = auth.with_jwt(validator);
+        }
         let broker = Broker::new(self.config, auth);
         let listener = bind_tcp(SocketAddr::from(([127, 0, 0, 1], 0)))?;
         let addr = listener.local_addr()?;

@@ -253,3 +253,37 @@ async fn revoked_subscription_stops_delivering_and_revoked_user_is_disconnected(
     dev.expect_disconnect_and_close(ReasonCode::NotAuthorized)
         .await;
 }
+
+#[tokio::test]
+async fn repeated_bad_passwords_throttle_the_address() {
+    let broker = TestBroker::builder()
+        .limits(|l| l.max_failed_logins = 3)
+        .start()
+        .await;
+    broker.broker().auth().replace_definitions(&definitions());
+    for _ in 0..3 {
+        let mut c = RawClient::connect(
+            broker.addr(),
+            connect(V5, "c").credentials("admin", "wrong"),
+        )
+        .await;
+        assert_eq!(
+            c.expect_connack(WAIT).await.reason_code,
+            ReasonCode::BadUserNameOrPassword
+        );
+    }
+    // Blocked now, even with the right password; v3 hears "server unavailable".
+    let mut c =
+        RawClient::connect(broker.addr(), connect(V5, "c").credentials("admin", "pw")).await;
+    assert_eq!(
+        c.expect_connack(WAIT).await.reason_code,
+        ReasonCode::ConnectionRateExceeded
+    );
+    let mut c = RawClient::connect(
+        broker.addr(),
+        connect(V3_1_1, "c").credentials("admin", "pw"),
+    )
+    .await;
+    assert_eq!(c.expect_connack(WAIT).await.reason_code.to_v3_connack(), 3);
+    assert_eq!(broker.metric("logins_throttled"), 2);
+}

@@ -40,6 +40,8 @@ fn identity(name: &str) -> Identity {
             read_sys: true,
             ..Permissions::full()
         },
+        expires_at: None,
+        from_token: false,
     }
 }
 
@@ -60,6 +62,8 @@ fn anonymous_is_let_in_only_when_allowed() {
             read_sys: true,
             ..Permissions::full()
         },
+        expires_at: None,
+        from_token: false,
     };
     assert_eq!(open.authenticate(None, None, REMOTE), Ok(anonymous.clone()));
     assert_eq!(
@@ -368,6 +372,7 @@ mod definitions {
             peer: REMOTE,
             listener_vhost: None,
             certificate_user: None,
+            now: std::time::SystemTime::now(),
         }
     }
 
@@ -469,6 +474,247 @@ mod definitions {
         assert_eq!(
             auth.authenticate_request(&req),
             Err(AuthFailure::VhostNotAllowed)
+        );
+    }
+}
+
+mod jwt {
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::definitions::{Definitions, VhostRecord};
+    use crate::jwt::{JwtAlgorithm, JwtConfig, JwtKey};
+
+    const SECRET: &[u8] = b"authenticator-test-secret";
+    const NOW_SECS: u64 = 1_700_000_000;
+
+    fn now() -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(NOW_SECS)
+    }
+
+    fn auth() -> Authenticator {
+        let validator = JwtValidator::new(JwtConfig {
+            algorithms: vec![JwtAlgorithm::HS256],
+            keys: vec![JwtKey::Secret {
+                secret: SECRET.to_vec(),
+                kid: None,
+            }],
+            audience: Some("ferrymq".into()),
+            leeway_secs: 5,
+            ..JwtConfig::default()
+        })
+        .unwrap();
+        let auth = Authenticator::new(AuthConfig::default())
+            .unwrap()
+            .with_jwt(validator);
+        auth.replace_definitions(&Definitions {
+            vhosts: vec![VhostRecord {
+                name: "public".into(),
+                description: String::new(),
+                max_connections: None,
+            }],
+            ..Definitions::default()
+        });
+        auth
+    }
+
+    fn token(claims: Value) -> String {
+        encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(SECRET).unwrap(),
+        )
+        .unwrap()
+    }
+
+    fn claims(vhost: Option<&str>) -> Value {
+        let mut claims = json!({
+            "sub": "web",
+            "aud": "ferrymq",
+            "exp": NOW_SECS + 60,
+            "scope": "ferrymq.publish:public/chat/# ferrymq.subscribe:%2F/news/#",
+        });
+        if let Some(vhost) = vhost {
+            claims["vhost"] = json!(vhost);
+        }
+        claims
+    }
+
+    fn request<'a>(username: Option<&'a str>, password: &'a [u8]) -> AuthRequest<'a> {
+        AuthRequest {
+            username,
+            password: Some(password),
+            peer: REMOTE,
+            listener_vhost: None,
+            certificate_user: None,
+            now: now(),
+        }
+    }
+
+    #[test]
+    fn jwt_shape() {
+        assert!(looks_like_jwt(b"eyJh.eyJz.c2ln"));
+        assert!(looks_like_jwt(b"a-_.b.c"));
+        for not in [
+            &b"a.b"[..],
+            b"a.b.c.d",
+            b"a..c",
+            b".b.c",
+            b"a.b.c=",
+            b"a b.c.d",
+            b"",
+        ] {
+            assert!(!looks_like_jwt(not), "{not:?}");
+        }
+    }
+
+    #[test]
+    fn token_in_the_password_selects_user_vhost_permissions_and_expiry() {
+        let auth = auth();
+        let jwt = token(claims(Some("public")));
+        let id = auth
+            .authenticate_request(&request(None, jwt.as_bytes()))
+            .unwrap();
+        assert_eq!(&*id.username, "web");
+        assert_eq!(&*id.vhost, "public");
+        assert!(id.from_token && !id.anonymous);
+        assert_eq!(id.permissions.publish.allow, vec!["chat/#".to_owned()]);
+        assert!(id.permissions.subscribe.allow.is_empty());
+        // exp plus the 5 s leeway.
+        assert_eq!(id.expires_at, Some(now() + Duration::from_secs(65)));
+        // Cheap: no argon2 run for a token.
+        assert!(auth.is_cheap(None, Some(jwt.as_bytes())));
+    }
+
+    #[test]
+    fn username_must_be_empty_or_the_tokens() {
+        let auth = auth();
+        let jwt = token(claims(None));
+        assert!(
+            auth.authenticate_request(&request(Some("web"), jwt.as_bytes()))
+                .is_ok()
+        );
+        assert_eq!(
+            auth.authenticate_request(&request(Some("admin"), jwt.as_bytes())),
+            Err(AuthFailure::BadCredentials)
+        );
+    }
+
+    #[test]
+    fn vhost_precedence_token_then_username_then_listener() {
+        let auth = auth();
+        let with_claim = token(claims(Some("public")));
+        let without = token(claims(None));
+        let mut req = request(Some("/:web"), with_claim.as_bytes());
+        req.listener_vhost = Some("/");
+        assert_eq!(&*auth.authenticate_request(&req).unwrap().vhost, "public");
+        let req = request(Some("public:web"), without.as_bytes());
+        let id = auth.authenticate_request(&req).unwrap();
+        assert_eq!(&*id.vhost, "public");
+        let mut req = request(None, without.as_bytes());
+        req.listener_vhost = Some("public");
+        assert_eq!(&*auth.authenticate_request(&req).unwrap().vhost, "public");
+        let id = auth
+            .authenticate_request(&request(None, without.as_bytes()))
+            .unwrap();
+        assert_eq!(&*id.vhost, "/");
+        assert_eq!(id.permissions.subscribe.allow, vec!["news/#".to_owned()]);
+    }
+
+    #[test]
+    fn bad_tokens_and_unknown_vhosts_are_refused() {
+        let auth = auth();
+        let expired = token(json!({"sub": "web", "aud": "ferrymq", "exp": NOW_SECS - 60}));
+        let wrong_aud = token(json!({"sub": "web", "aud": "other", "exp": NOW_SECS + 60}));
+        let mut forged = token(claims(None));
+        forged.push('x');
+        for bad in [expired, wrong_aud, forged] {
+            assert_eq!(
+                auth.authenticate_request(&request(None, bad.as_bytes())),
+                Err(AuthFailure::BadCredentials)
+            );
+        }
+        let nowhere = token(claims(Some("nowhere")));
+        assert_eq!(
+            auth.authenticate_request(&request(None, nowhere.as_bytes())),
+            Err(AuthFailure::VhostNotAllowed)
+        );
+    }
+
+    #[test]
+    fn jwt_shaped_passwords_are_passwords_when_jwt_is_off() {
+        let auth = Authenticator::new(AuthConfig::default()).unwrap();
+        let jwt = token(claims(None));
+        assert_eq!(
+            auth.authenticate_request(&request(Some("web"), jwt.as_bytes())),
+            Err(AuthFailure::BadCredentials)
+        );
+        assert_eq!(
+            auth.authenticate_token(&request(None, jwt.as_bytes()), jwt.as_bytes()),
+            Err(AuthFailure::BadCredentials)
+        );
+    }
+
+    #[test]
+    fn token_rights_survive_definition_changes_until_the_vhost_goes() {
+        let auth = auth();
+        let jwt = token(claims(Some("public")));
+        let id = auth
+            .authenticate_request(&request(None, jwt.as_bytes()))
+            .unwrap();
+        assert_eq!(auth.current_permissions(&id), Some(id.permissions.clone()));
+        auth.replace_definitions(&Definitions::default());
+        assert_eq!(auth.current_permissions(&id), None);
+    }
+
+    #[test]
+    fn reauthentication_keeps_user_and_vhost() {
+        let auth = auth();
+        let first = token(claims(Some("public")));
+        let id = auth
+            .authenticate_request(&request(None, first.as_bytes()))
+            .unwrap();
+        let mut later = claims(None);
+        later["exp"] = json!(NOW_SECS + 600);
+        later["scope"] = json!("ferrymq.subscribe:public/chat/#");
+        let renewed = auth
+            .reauthenticate_token(&id, token(later).as_bytes(), now())
+            .unwrap();
+        assert_eq!(renewed.expires_at, Some(now() + Duration::from_secs(605)));
+        assert_eq!(
+            renewed.permissions.subscribe.allow,
+            vec!["chat/#".to_owned()]
+        );
+        assert!(renewed.permissions.publish.allow.is_empty());
+        assert_eq!(
+            (renewed.username.clone(), renewed.vhost.clone()),
+            (id.username.clone(), id.vhost.clone())
+        );
+
+        let mut other_user = claims(None);
+        other_user["sub"] = json!("admin");
+        let mut other_vhost = claims(None);
+        other_vhost["vhost"] = json!("/");
+        for claims in [other_user, other_vhost] {
+            assert_eq!(
+                auth.reauthenticate_token(&id, token(claims).as_bytes(), now()),
+                Err(ReauthFailure::IdentityChanged)
+            );
+        }
+        assert_eq!(
+            auth.reauthenticate_token(&id, b"not.a.token", now()),
+            Err(ReauthFailure::InvalidToken)
+        );
+        let password_user = Identity {
+            from_token: false,
+            ..id
+        };
+        assert_eq!(
+            auth.reauthenticate_token(&password_user, first.as_bytes(), now()),
+            Err(ReauthFailure::NotAvailable)
         );
     }
 }

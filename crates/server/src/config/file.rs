@@ -58,6 +58,35 @@ pub(crate) struct AuthSection {
     pub(crate) vhost_in_username: Option<Spanned<bool>>,
     pub(crate) disconnect_v3_on_denied_publish: Option<Spanned<bool>>,
     pub(crate) users: Vec<Spanned<UserEntry>>,
+    pub(crate) jwt: Option<Spanned<JwtSection>>,
+}
+
+/// `[auth.jwt]`: present = JWT authentication on.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct JwtSection {
+    pub(crate) algorithms: Option<Spanned<Vec<Spanned<String>>>>,
+    pub(crate) keys: Vec<Spanned<JwtKeyEntry>>,
+    pub(crate) audience: Option<Spanned<String>>,
+    pub(crate) issuer: Option<Spanned<String>>,
+    pub(crate) leeway_secs: Option<Spanned<i64>>,
+    pub(crate) username_claim: Option<Spanned<String>>,
+    pub(crate) vhost_claim: Option<Spanned<String>>,
+    pub(crate) scope_claim: Option<Spanned<String>>,
+    pub(crate) scope_prefix: Option<Spanned<String>>,
+    pub(crate) require_exp: Option<Spanned<bool>>,
+}
+
+/// One `[[auth.jwt.keys]]` entry: exactly one of `secret_file`, `pem_file`, `jwks_file`.
+/// `secret` is read only to refuse it with a helpful message: secrets do not go in the file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct JwtKeyEntry {
+    pub(crate) secret_file: Option<Spanned<String>>,
+    pub(crate) pem_file: Option<Spanned<String>>,
+    pub(crate) jwks_file: Option<Spanned<String>>,
+    pub(crate) kid: Option<Spanned<String>>,
+    pub(crate) secret: Option<Spanned<String>>,
 }
 
 /// One `[[auth.users]]` entry.
@@ -85,6 +114,9 @@ pub(crate) struct LimitsSection {
     pub(crate) max_subscriptions_per_session: Option<Spanned<i64>>,
     pub(crate) max_connections: Option<Spanned<i64>>,
     pub(crate) topic_alias_maximum: Option<Spanned<i64>>,
+    pub(crate) max_failed_logins: Option<Spanned<i64>>,
+    pub(crate) failed_login_window_secs: Option<Spanned<i64>>,
+    pub(crate) failed_login_block_secs: Option<Spanned<i64>>,
 }
 
 /// `[websocket]`: the defaults for every WebSocket listener, and the listeners.

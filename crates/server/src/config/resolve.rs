@@ -18,6 +18,7 @@ use toml::Spanned;
 use super::file::{ConfigFile, ListenAddrs, UserEntry};
 use super::{Location, Problem, Settings, check_log_level};
 
+mod jwt;
 mod network;
 
 /// The largest packet MQTT can express: 1 type byte, 4 length bytes, 268,435,455 body bytes.
@@ -262,6 +263,24 @@ impl Resolver<'_> {
                 (0, i64::from(u16::MAX)),
                 default.topic_alias_maximum,
             ),
+            max_failed_logins: self.int(
+                &l.max_failed_logins,
+                "limits.max_failed_logins",
+                (0, i64::from(u32::MAX)),
+                default.max_failed_logins,
+            ),
+            failed_login_window: Duration::from_secs(self.int(
+                &l.failed_login_window_secs,
+                "limits.failed_login_window_secs",
+                (1, 86_400),
+                default.failed_login_window.as_secs(),
+            )),
+            failed_login_block: Duration::from_secs(self.int(
+                &l.failed_login_block_secs,
+                "limits.failed_login_block_secs",
+                (1, 86_400),
+                default.failed_login_block.as_secs(),
+            )),
         };
         if limits.max_connect_packet_size > limits.max_packet_size {
             match l.max_connect_packet_size.as_ref() {
@@ -331,6 +350,7 @@ pub(super) fn resolve(file: &ConfigFile, source: &str) -> Result<Settings, Vec<P
         limits: resolver.limits(file, &default.limits),
     };
     settings.auth = resolver.auth(file);
+    settings.jwt = resolver.jwt(file);
     resolver.network(file, &mut settings);
 
     if resolver.problems.is_empty() {

@@ -53,16 +53,21 @@ fn defaults_are_the_documented_ones() {
 
 #[test]
 fn every_key_of_the_example_is_accepted_including_the_commented_user() {
-    // Uncomment the [[auth.users]] block (the only commented-out keys) and give it a hash
-    // that verifies.
+    // Uncomment the [[auth.users]] and [auth.jwt] blocks (the only commented-out keys), give
+    // the user a hash that verifies and the JWT key a secret file that exists.
+    let dir = tempfile::tempdir().unwrap();
+    let secret_path = dir.path().join("jwt-secret");
+    std::fs::write(&secret_path, "s3cret\n").unwrap();
     let mut uncommented = String::new();
     for line in EXAMPLE.lines() {
         let line = match line.strip_prefix("# ") {
-            Some(rest) if rest.starts_with("[[") || is_assignment(rest) => rest,
+            Some(rest) if rest.starts_with('[') || is_assignment(rest) => rest,
             _ => line,
         };
         let line = if line.starts_with("password_hash") {
             format!("password_hash = \"{ALICE_HASH}\"")
+        } else if line.starts_with("secret_file") {
+            format!("secret_file = {:?}", secret_path.display().to_string())
         } else {
             line.to_owned()
         };
@@ -78,6 +83,76 @@ fn every_key_of_the_example_is_accepted_including_the_commented_user() {
             password_hash: ALICE_HASH.into(),
             loopback_only: false,
         }]
+    );
+    let jwt = settings.jwt.expect("[auth.jwt] is on");
+    assert_eq!(jwt.algorithms, vec![ferrymq_auth::JwtAlgorithm::HS256]);
+    assert_eq!(jwt.audience.as_deref(), Some("ferrymq"));
+    assert_eq!(
+        jwt.keys,
+        vec![ferrymq_auth::JwtKey::Secret {
+            secret: b"s3cret".to_vec(),
+            kid: Some("2026-11".into()),
+        }]
+    );
+}
+
+#[test]
+fn jwt_problems_are_pointed_at() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "s").unwrap();
+    let secret = secret.display().to_string();
+    let missing = dir.path().join("missing.pem").display().to_string();
+    let source = format!(
+        "[auth.jwt]\nalgorithms = [\"HS256\", \"none\"]\n\
+         [[auth.jwt.keys]]\nsecret = \"inline\"\n\
+         [[auth.jwt.keys]]\nsecret_file = {missing:?}\n\
+         [[auth.jwt.keys]]\nsecret_file = {secret:?}\npem_file = {secret:?}\n"
+    );
+    let problems = problems(&source);
+    assert_eq!(problems.len(), 4, "{problems:?}");
+    assert!(
+        problems[0].starts_with("f.toml:2:24: auth.jwt.algorithms: unknown algorithm \"none\""),
+        "{}",
+        problems[0]
+    );
+    assert!(
+        problems[1].starts_with("f.toml:4:10: auth.jwt.keys: inline secrets are not accepted"),
+        "{}",
+        problems[1]
+    );
+    assert!(
+        problems[2].starts_with("f.toml:6:15: auth.jwt.keys: cannot read secret_file"),
+        "{}",
+        problems[2]
+    );
+    assert!(
+        problems[3].contains("exactly one of secret_file, pem_file, jwks_file"),
+        "{}",
+        problems[3]
+    );
+
+    // Problems found by loading the keys point at the key file, or at the algorithms.
+    let source = format!(
+        "[auth.jwt]\nalgorithms = [\"RS256\"]\n[[auth.jwt.keys]]\npem_file = {missing:?}\n"
+    );
+    let problem = one_problem(&source);
+    assert!(
+        problem.starts_with("f.toml:4:12: auth.jwt: cannot read key file"),
+        "{problem}"
+    );
+    let source = format!(
+        "[auth.jwt]\nalgorithms = [\"RS256\"]\n[[auth.jwt.keys]]\nsecret_file = {secret:?}\n"
+    );
+    let problem = one_problem(&source);
+    assert!(
+        problem.starts_with("f.toml:2:14: auth.jwt: RS256 is configured but no key"),
+        "{problem}"
+    );
+    let problem = one_problem("[auth.jwt]\n");
+    assert!(
+        problem.contains("auth.jwt: no JWT algorithm is configured"),
+        "{problem}"
     );
 }
 

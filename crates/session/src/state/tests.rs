@@ -71,7 +71,7 @@ fn receive_maximum_limits_messages_in_flight() {
         state.enqueue(delivery(message("t", payload, QoS::AtLeastOnce)), LIMITS);
     }
     let mut out = Vec::new();
-    state.poll_transmit(&mut conn, now, 128, &mut out);
+    state.poll_transmit(&mut conn, now, 128, usize::MAX, &mut out);
     let sent = publishes(&out);
     assert_eq!(
         sent.len(),
@@ -85,7 +85,7 @@ fn receive_maximum_limits_messages_in_flight() {
     let first = sent[0].packet_id.expect("QoS 1 has a packet id");
     assert!(state.on_puback(first));
     out.clear();
-    state.poll_transmit(&mut conn, now, 128, &mut out);
+    state.poll_transmit(&mut conn, now, 128, usize::MAX, &mut out);
     assert_eq!(publishes(&out).len(), 1);
     assert_eq!(
         publishes(&out)[0].payload,
@@ -103,7 +103,7 @@ fn server_inflight_cap_applies_when_client_allows_more() {
         state.enqueue(delivery(message("t", "x", QoS::AtLeastOnce)), LIMITS);
     }
     let mut out = Vec::new();
-    state.poll_transmit(&mut conn, now, 3, &mut out);
+    state.poll_transmit(&mut conn, now, 3, usize::MAX, &mut out);
     assert_eq!(publishes(&out).len(), 3);
 }
 
@@ -117,7 +117,7 @@ fn qos0_is_not_limited_by_the_window() {
         state.enqueue(delivery(message("t", "x", QoS::AtMostOnce)), LIMITS);
     }
     let mut out = Vec::new();
-    state.poll_transmit(&mut conn, now, 128, &mut out);
+    state.poll_transmit(&mut conn, now, 128, usize::MAX, &mut out);
     assert_eq!(publishes(&out).len(), 4);
     assert_eq!(state.inflight_len(), 0);
 }
@@ -129,7 +129,7 @@ fn qos2_outbound_exchange_completes_with_pubcomp() {
     let mut conn = v5_connection(now);
     state.enqueue(delivery(message("t", "x", QoS::ExactlyOnce)), LIMITS);
     let mut out = Vec::new();
-    state.poll_transmit(&mut conn, now, 128, &mut out);
+    state.poll_transmit(&mut conn, now, 128, usize::MAX, &mut out);
     let id = publishes(&out)[0].packet_id.expect("packet id");
     let rel = state
         .on_pubrec(id, ReasonCode::Success)
@@ -152,7 +152,7 @@ fn pubrec_with_error_ends_the_exchange() {
     let mut conn = v5_connection(now);
     state.enqueue(delivery(message("t", "x", QoS::ExactlyOnce)), LIMITS);
     let mut out = Vec::new();
-    state.poll_transmit(&mut conn, now, 128, &mut out);
+    state.poll_transmit(&mut conn, now, 128, usize::MAX, &mut out);
     let id = publishes(&out)[0].packet_id.expect("packet id");
     assert!(state.on_pubrec(id, ReasonCode::QuotaExceeded).is_none());
     assert_eq!(state.inflight_len(), 0);
@@ -173,7 +173,7 @@ fn reconnect_resends_publish_with_dup_and_pubrel() {
     state.enqueue(delivery(message("a", "1", QoS::AtLeastOnce)), LIMITS);
     state.enqueue(delivery(message("b", "2", QoS::ExactlyOnce)), LIMITS);
     let mut out = Vec::new();
-    state.poll_transmit(&mut conn, now, 128, &mut out);
+    state.poll_transmit(&mut conn, now, 128, usize::MAX, &mut out);
     let ids: Vec<_> = publishes(&out)
         .iter()
         .map(|p| p.packet_id.expect("id"))
@@ -208,7 +208,7 @@ fn packet_ids_are_unique_among_inflight_and_wrap() {
         state.enqueue(delivery(message("t", "x", QoS::AtLeastOnce)), LIMITS);
     }
     let mut out = Vec::new();
-    state.poll_transmit(&mut conn, now, 128, &mut out);
+    state.poll_transmit(&mut conn, now, 128, usize::MAX, &mut out);
     let ids: Vec<_> = publishes(&out)
         .iter()
         .map(|p| p.packet_id.expect("id"))
@@ -286,7 +286,7 @@ fn expired_messages_are_dropped_and_remaining_expiry_is_forwarded() {
 
     let later = start + Duration::from_secs(7);
     let mut out = Vec::new();
-    let dropped = state.poll_transmit(&mut conn, later, 128, &mut out);
+    let dropped = state.poll_transmit(&mut conn, later, 128, usize::MAX, &mut out);
     assert_eq!(dropped.expired, 1);
     let sent = publishes(&out);
     assert_eq!(sent.len(), 1);
@@ -314,7 +314,7 @@ fn message_larger_than_client_maximum_is_not_sent() {
     );
     state.enqueue(delivery(message("t", "ok", QoS::AtLeastOnce)), LIMITS);
     let mut out = Vec::new();
-    let dropped = state.poll_transmit(&mut conn, now, 128, &mut out);
+    let dropped = state.poll_transmit(&mut conn, now, 128, usize::MAX, &mut out);
     assert_eq!(dropped.too_large, 1);
     let sent = publishes(&out);
     assert_eq!(sent.len(), 1);
@@ -338,7 +338,7 @@ fn outbound_topic_aliases_are_assigned_then_reused() {
         state.enqueue(delivery(message(topic, "x", QoS::AtMostOnce)), LIMITS);
     }
     let mut out = Vec::new();
-    state.poll_transmit(&mut conn, now, 128, &mut out);
+    state.poll_transmit(&mut conn, now, 128, usize::MAX, &mut out);
     let sent = publishes(&out);
     assert_eq!(
         (sent[0].topic.as_str(), sent[0].properties.topic_alias),
@@ -367,7 +367,7 @@ fn v3_connections_get_no_aliases_or_properties() {
         .push(("k".into(), "v".into()));
     state.enqueue(delivery(Arc::new(msg)), LIMITS);
     let mut out = Vec::new();
-    state.poll_transmit(&mut conn, now, 128, &mut out);
+    state.poll_transmit(&mut conn, now, 128, usize::MAX, &mut out);
     let sent = publishes(&out);
     assert_eq!(sent[0].properties, PublishProperties::default());
     assert_eq!(sent[0].topic, "t");
@@ -502,7 +502,7 @@ fn shared_deliveries_are_handed_back_but_pubrec_ones_stay() {
     state.enqueue(delivery(message("t", "mine", QoS::AtLeastOnce)), LIMITS);
     conn.client_receive_maximum = 2;
     let mut out = Vec::new();
-    state.poll_transmit(&mut conn, now, 128, &mut out);
+    state.poll_transmit(&mut conn, now, 128, usize::MAX, &mut out);
     let ids: Vec<_> = publishes(&out)
         .iter()
         .map(|p| p.packet_id.expect("id"))
@@ -562,6 +562,59 @@ fn expiry_interval_zero_expires_on_arrival() {
     let mut conn = v5_connection(now);
     state.enqueue(delivery(Arc::new(message)), LIMITS);
     let mut out = Vec::new();
-    state.poll_transmit(&mut conn, now + Duration::from_millis(5), 128, &mut out);
+    state.poll_transmit(
+        &mut conn,
+        now + Duration::from_millis(5),
+        128,
+        usize::MAX,
+        &mut out,
+    );
     assert_eq!(publishes(&out).len(), 1);
+}
+
+#[test]
+fn poll_transmit_stops_at_the_budget_and_says_so() {
+    let now = Instant::now();
+    let mut state = session();
+    let mut conn = v5_connection(now);
+    for _ in 0..10 {
+        state.enqueue(
+            delivery(message("t", "0123456789", QoS::AtMostOnce)),
+            LIMITS,
+        );
+    }
+    let mut out = Vec::new();
+    // Each message weighs 11 bytes (topic + payload): a 30-byte budget lets 3 out.
+    let report = state.poll_transmit(&mut conn, now, 128, 30, &mut out);
+    assert_eq!(publishes(&out).len(), 3);
+    assert!(report.budget_exhausted);
+    assert_eq!(state.queued_len(), 7);
+    out.clear();
+    let report = state.poll_transmit(&mut conn, now, 128, usize::MAX, &mut out);
+    assert_eq!(publishes(&out).len(), 7);
+    assert!(!report.budget_exhausted);
+}
+
+#[test]
+fn a_queue_full_of_qos1_refuses_without_scanning() {
+    let limits = QueueLimits {
+        max_messages: 1000,
+        max_bytes: 1 << 30,
+    };
+    let mut state = session();
+    for _ in 0..1000 {
+        assert_eq!(
+            state.enqueue(delivery(message("t", "x", QoS::AtLeastOnce)), limits),
+            Enqueue::Queued
+        );
+    }
+    // 100k refusals stay fast because the QoS 0 count is known (this was O(queue) each).
+    for _ in 0..100_000 {
+        assert_eq!(
+            state.enqueue(delivery(message("t", "x", QoS::AtLeastOnce)), limits),
+            Enqueue::Refused
+        );
+    }
+    assert_eq!(state.queued_len(), 1000);
+    assert_eq!(state.queued_bytes(), 2000);
 }
