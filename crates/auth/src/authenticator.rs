@@ -101,6 +101,8 @@ struct User {
     hash: PasswordHash,
     loopback_only: bool,
     verified: VerifiedCache,
+    /// Most concurrent connections (internal database users only).
+    max_connections: Option<u32>,
 }
 
 /// Users, vhosts and permissions of the internal database, indexed for lookups.
@@ -108,6 +110,8 @@ struct User {
 struct Directory {
     users: HashMap<Box<str>, User>,
     vhosts: HashSet<Box<str>>,
+    /// `max_connections` of the vhosts that set one.
+    vhost_limits: HashMap<Box<str>, u32>,
     permissions: HashMap<(Box<str>, Box<str>), Permissions>,
 }
 
@@ -123,6 +127,7 @@ impl Directory {
                         hash: u.password_hash.clone(),
                         loopback_only: false,
                         verified: VerifiedCache::default(),
+                        max_connections: u.max_connections,
                     };
                     (Box::from(u.name.as_str()), user)
                 })
@@ -131,6 +136,11 @@ impl Directory {
                 .vhosts
                 .iter()
                 .map(|v| Box::from(v.name.as_str()))
+                .collect(),
+            vhost_limits: definitions
+                .vhosts
+                .iter()
+                .filter_map(|v| Some((Box::from(v.name.as_str()), v.max_connections?)))
                 .collect(),
             permissions: definitions
                 .permissions
@@ -197,6 +207,7 @@ impl Authenticator {
                     hash: PasswordHash::Argon2id(user.password_hash),
                     loopback_only: user.loopback_only,
                     verified: VerifiedCache::default(),
+                    max_connections: None,
                 };
                 (Box::from(user.name.as_str()), record)
             })
@@ -211,6 +222,7 @@ impl Authenticator {
                 hash: PasswordHash::Argon2id(GUEST_HASH.to_owned()),
                 loopback_only: true,
                 verified: VerifiedCache::default(),
+                max_connections: None,
             },
             generation: AtomicU64::new(0),
             rehashed: Mutex::new(Vec::new()),
@@ -443,6 +455,20 @@ impl Authenticator {
         token
             .expires_at
             .and_then(|exp| exp.checked_add(Duration::from_secs(leeway)))
+    }
+
+    /// The connection limits that apply to `identity`: (the user's across all vhosts, the
+    /// vhost's), from the internal database; `None` = no limit. The broker counts.
+    pub fn connection_limits(&self, identity: &Identity) -> (Option<u32>, Option<u32>) {
+        let directory = self.directory();
+        let user = match identity.anonymous {
+            true => None,
+            false => directory
+                .users
+                .get(&*identity.username)
+                .and_then(|u| u.max_connections),
+        };
+        (user, directory.vhost_limits.get(&*identity.vhost).copied())
     }
 
     /// The rights `username` has in `vhost` now, for a connection re-checking after

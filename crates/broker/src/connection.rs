@@ -17,6 +17,7 @@ use ferrymq_topic::{SubscriptionFilter, parse_subscription_filter, validate_topi
 
 use ferrymq_auth::{AuthFailure, AuthRequest, Identity};
 
+use crate::connection_limits::LimitSlot;
 use crate::metrics::Metrics;
 use crate::permission_cache::PermissionCache;
 use crate::registry::{CloseKind, SessionHandle};
@@ -42,6 +43,8 @@ struct Established {
     permissions: PermissionCache,
     /// The authenticator generation `permissions` was bound at.
     auth_generation: u64,
+    /// This connection's place in its user's and vhost's connection counts.
+    _limit_slot: LimitSlot,
     /// Session Expiry Interval from CONNECT; DISCONNECT may not raise it from zero [MQTT-3.14.2-2].
     connect_expiry: u32,
     /// When the client's token expires: the connection closes then (v5: 0xA0) unless an
@@ -444,6 +447,20 @@ impl Connection {
                 return Err(self.refuse(reason));
             }
         };
+        let (user_limit, vhost_limit) = broker.auth.connection_limits(&identity);
+        let limit_slot = match broker.connection_counts.acquire(
+            &identity.username,
+            &identity.vhost,
+            user_limit,
+            vhost_limit,
+        ) {
+            Ok(slot) => slot,
+            Err(which) => {
+                Metrics::inc(&broker.metrics.connections_refused_user_or_vhost_limit);
+                tracing::info!(peer = %self.peer, user = %identity.username, vhost = %identity.vhost, limit = ?which, "refusing CONNECT: max_connections reached");
+                return Err(self.refuse(ReasonCode::QuotaExceeded));
+            }
+        };
 
         let client_id: Arc<str> = match assigned {
             true => Arc::from(format!("ferrymq-{:016x}", self.id ^ random_salt())),
@@ -539,6 +556,7 @@ impl Connection {
             identity,
             permissions,
             auth_generation,
+            _limit_slot: limit_slot,
             connect_expiry: expiry,
             token_deadline,
             jwt_method,

@@ -5,6 +5,7 @@
 
 pub mod config;
 mod connection;
+mod connection_limits;
 mod metrics;
 mod permission_cache;
 mod registry;
@@ -41,6 +42,8 @@ pub struct Broker {
     shutdown: CancellationToken,
     /// Concurrent password verifications (argon2): one per core.
     password_checks: tokio::sync::Semaphore,
+    /// Open connections per user and per vhost, for their `max_connections`.
+    connection_counts: Arc<connection_limits::ConnectionCounts>,
     /// Failed logins per source address (the real one, behind trusted proxies).
     login_throttle: std::sync::Mutex<LoginThrottle>,
 }
@@ -90,6 +93,7 @@ impl Broker {
             next_connection_id: AtomicU64::new(1),
             shutdown: CancellationToken::new(),
             login_throttle: std::sync::Mutex::new(login_throttle),
+            connection_counts: Arc::default(),
             password_checks: tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
             ),

@@ -27,6 +27,8 @@ counters! {
     connections_accepted,
     /// Connections refused because `max_connections` was reached.
     connections_refused_limit,
+    /// CONNECTs refused by a user's or vhost's `max_connections`.
+    connections_refused_user_or_vhost_limit,
     /// Sockets closed because CONNECT did not complete within the connect timeout.
     connect_timeouts,
     /// CONNECTs refused for bad credentials or anonymous access.

@@ -287,3 +287,59 @@ async fn repeated_bad_passwords_throttle_the_address() {
     assert_eq!(c.expect_connack(WAIT).await.reason_code.to_v3_connack(), 3);
     assert_eq!(broker.metric("logins_throttled"), 2);
 }
+
+#[tokio::test]
+async fn user_and_vhost_connection_limits_are_enforced() {
+    let broker = TestBroker::start().await;
+    let mut defs = definitions();
+    for u in &mut defs.users {
+        if u.name == "device" {
+            u.max_connections = Some(1);
+        }
+    }
+    for v in &mut defs.vhosts {
+        if v.name == "tenant" {
+            v.max_connections = Some(2);
+        }
+    }
+    broker.broker().auth().replace_definitions(&defs);
+    let login = |id: &str, user: &str| connect(V5, id).credentials(user, "pw");
+
+    let (first, _) = RawClient::connect_ok(broker.addr(), login("d1", "tenant:device")).await;
+    let mut second = RawClient::connect(broker.addr(), login("d2", "tenant:device")).await;
+    assert_eq!(
+        second.expect_connack(WAIT).await.reason_code,
+        ReasonCode::QuotaExceeded,
+        "user limit 1"
+    );
+
+    let (_admin, _) = RawClient::connect_ok(broker.addr(), login("a1", "tenant:admin")).await;
+    let mut third = RawClient::connect(broker.addr(), login("a2", "tenant:admin")).await;
+    assert_eq!(
+        third.expect_connack(WAIT).await.reason_code,
+        ReasonCode::QuotaExceeded,
+        "vhost limit 2"
+    );
+    // Other vhosts are not affected.
+    RawClient::connect_ok(broker.addr(), login("r1", "admin")).await;
+
+    // A closed connection gives its slot back.
+    first.disconnect().await;
+    assert!(
+        broker
+            .wait_for(WAIT, |m| ferrymq_testkit::Metrics::get(&m.sessions) <= 3)
+            .await
+    );
+    let mut retry = RawClient::connect(broker.addr(), login("d3", "tenant:device")).await;
+    let mut code = retry.expect_connack(WAIT).await.reason_code;
+    for _ in 0..20 {
+        if code == ReasonCode::Success {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        retry = RawClient::connect(broker.addr(), login("d3", "tenant:device")).await;
+        code = retry.expect_connack(WAIT).await.reason_code;
+    }
+    assert_eq!(code, ReasonCode::Success);
+    assert_eq!(broker.metric("connections_refused_user_or_vhost_limit"), 2);
+}
