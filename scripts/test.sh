@@ -70,5 +70,6 @@ step "black-box tests: node (mqtt.js)" \
     node --test --test-concurrency=1 --test-timeout=120000 tests/node/*.test.mjs
 
 step "browser tests: Chromium + mqtt.js over ws, wss and nginx" bash scripts/test-browser.sh
+step "ferrymq bench smoke run (tcp, ws)" bash scripts/bench-smoke.sh
 
 printf '\n==== all steps passed\n'
