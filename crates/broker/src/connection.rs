@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::{Bytes, BytesMut};
@@ -70,7 +71,8 @@ pub struct Connection {
     /// Multiple of the keep-alive after which a silent client is dropped.
     keep_alive_grace: f32,
     /// User name from a verified TLS client certificate, when the listener maps them.
-    certificate_user: Option<String>,
+    /// (`Box<str>`: 8 bytes less than a `String` in every connection's task.)
+    certificate_user: Option<Box<str>>,
     /// The listener's default vhost (clients without a `vhost:` prefix land there).
     listener_vhost: Option<Arc<str>>,
     _permit: ConnectionPermit,
@@ -110,7 +112,7 @@ impl Connection {
     /// Authenticates this connection by its TLS client certificate: CONNECT's user name and
     /// password are then not checked (RabbitMQ's EXTERNAL mechanism).
     pub fn with_certificate_user(mut self, username: String) -> Connection {
-        self.certificate_user = Some(username);
+        self.certificate_user = Some(username.into_boxed_str());
         self
     }
 
@@ -134,9 +136,40 @@ impl Connection {
         &mut self.output
     }
 
-    /// The session to wait on for deliveries (`SessionHandle::notified`), once connected.
-    pub fn session(&self) -> Option<Arc<SessionHandle>> {
-        self.established.as_ref().map(|e| e.session.clone())
+    /// Ready when [`Connection::on_wake`] has something to do: the session has deliveries,
+    /// or this connection was taken over. Never ready before CONNECT. Registers `cx`'s
+    /// waker with the session, so the transport needs no wait future of its own.
+    pub fn poll_wake(&self, cx: &mut Context<'_>) -> Poll<()> {
+        match &self.established {
+            Some(e) => e.session.poll_news(self.id, cx),
+            None => Poll::Pending,
+        }
+    }
+
+    /// Keep-alive x grace once connected with keep-alive on: how long the client may go
+    /// without a packet. The transport also bounds a write the client does not accept by it.
+    pub fn keep_alive_span(&self) -> Option<Duration> {
+        let e = self.established.as_ref()?;
+        let keep_alive = e.state.keep_alive;
+        (!keep_alive.is_zero()).then(|| keep_alive.mul_f32(self.keep_alive_grace.max(1.0)))
+    }
+
+    /// Whether this connection still serves its session. The transport asks while it cannot
+    /// deliver (a write is blocked), so that a takeover still ends the old connection at
+    /// once; v5 clients are told why, as from [`Connection::on_wake`].
+    pub fn check_attached(&mut self) -> Result<(), Closed> {
+        let Some(e) = &self.established else {
+            return Ok(());
+        };
+        let kicked = {
+            let inner = e.session.lock();
+            (inner.attached != Some(self.id))
+                .then(|| inner.kick.unwrap_or(ReasonCode::SessionTakenOver))
+        };
+        match kicked {
+            Some(reason) => Err(self.taken_over(reason)),
+            None => Ok(()),
+        }
     }
 
     /// When [`Connection::on_deadline`] must be called: the CONNECT deadline, then the
@@ -509,7 +542,12 @@ impl Connection {
         {
             let mut inner = attached.session.lock();
             inner.state.expiry_interval = expiry;
-            inner.state.will = connect.will;
+            // The will's payload points into the read buffer the CONNECT came in: copy it,
+            // so a stored will does not keep that whole buffer alive for the session's life.
+            inner.state.will = connect.will.map(|mut will| {
+                will.payload = Bytes::copy_from_slice(&will.payload);
+                Box::new(will)
+            });
         }
         self.decoder.set_max_packet_size(limits.max_packet_size);
 
@@ -975,8 +1013,9 @@ impl Connection {
                 );
                 if dropped.budget_exhausted {
                     // More is queued: come back after this batch is written, so a long
-                    // backlog goes out in bounded turns instead of one huge buffer.
-                    e.session.notify.notify_one();
+                    // backlog goes out in bounded turns instead of one huge buffer. (This
+                    // task is running: the news is seen at its next wait, no wake needed.)
+                    inner.news = true;
                 }
                 Metrics::add(
                     &broker.metrics.messages_dropped_expired,
@@ -990,18 +1029,23 @@ impl Connection {
             }
         };
         if let Some(reason) = kicked {
-            tracing::info!(peer = %self.peer, client_id = %e.session.client_id, %reason, "connection replaced by a newer one");
-            self.close_kind = CloseKind::TakenOver;
-            if self.is_v5() {
-                self.send(&Packet::Disconnect(Disconnect::new(reason)));
-            }
-            return Err(Closed);
+            return Err(self.taken_over(reason));
         }
         Metrics::add(&broker.metrics.messages_sent, packets.len() as u64);
         for packet in &packets {
             self.send(packet);
         }
         Ok(())
+    }
+
+    /// Another connection took the session: v5 clients are told `reason`.
+    fn taken_over(&mut self, reason: ReasonCode) -> Closed {
+        tracing::info!(peer = %self.peer, client_id = %self.client_id(), %reason, "connection replaced by a newer one");
+        self.close_kind = CloseKind::TakenOver;
+        if self.is_v5() {
+            self.send(&Packet::Disconnect(Disconnect::new(reason)));
+        }
+        Closed
     }
 }
 

@@ -178,7 +178,7 @@ impl Broker {
                 vhost.lock_sessions().values().cloned().collect();
             for session in sessions {
                 if session.is_online() {
-                    session.notify.notify_one();
+                    session.notify();
                 }
             }
         }

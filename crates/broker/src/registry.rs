@@ -9,11 +9,11 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
 use ferrymq_codec::{QoS, ReasonCode};
 use ferrymq_session::{Delivery, Enqueue, Message, QueueLimits, SessionState};
-use tokio::sync::Notify;
 
 use crate::Broker;
 use crate::metrics::Metrics;
@@ -26,8 +26,6 @@ pub struct SessionHandle {
     /// The vhost the session lives in; its routes and registry entry are there.
     pub vhost: Arc<Vhost>,
     inner: Mutex<SessionInner>,
-    /// Wakes the attached connection task: new deliveries, or it was kicked.
-    pub(crate) notify: Notify,
     /// Mirrors `inner.attached.is_some()` for lock-free checks by the shared-subscription picker.
     online: AtomicBool,
 }
@@ -43,6 +41,21 @@ pub(crate) struct SessionInner {
     pub(crate) ended: bool,
     /// Bumped on every attach so that timers armed for an older disconnect do nothing.
     pub(crate) generation: u64,
+    /// The attached connection's task, woken on deliveries or when it is kicked. A waker
+    /// under the lock we take anyway, rather than a `Notify`: the connection task then
+    /// needs no 64-byte `Notified` future of its own while idle (see `poll_news`).
+    waker: Option<Waker>,
+    /// News for the attached connection arrived since it last looked.
+    pub(crate) news: bool,
+}
+
+impl SessionInner {
+    /// Tells the attached connection there is news; the caller wakes the returned task
+    /// after releasing the lock.
+    fn signal(&mut self) -> Option<Waker> {
+        self.news = true;
+        self.waker.take()
+    }
 }
 
 /// What routing did with one delivery.
@@ -64,9 +77,10 @@ impl SessionHandle {
                 kick: None,
                 ended: false,
                 generation: 0,
+                waker: None,
+                news: false,
             }),
             client_id,
-            notify: Notify::new(),
             online: AtomicBool::new(false),
         }
     }
@@ -79,10 +93,27 @@ impl SessionHandle {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Resolves when the session has news for its connection: deliveries, or a takeover.
-    /// A notification sent while nobody waited is kept, so none is lost between polls.
-    pub async fn notified(&self) {
-        self.notify.notified().await;
+    /// Ready when the session has news for connection `connection_id`: deliveries, or the
+    /// connection is no longer the attached one (taken over). News that arrives while the
+    /// connection is busy is kept, so none is lost between polls.
+    pub(crate) fn poll_news(&self, connection_id: u64, cx: &mut Context<'_>) -> Poll<()> {
+        let mut inner = self.lock();
+        if inner.attached != Some(connection_id) || std::mem::take(&mut inner.news) {
+            return Poll::Ready(());
+        }
+        match &mut inner.waker {
+            Some(waker) if waker.will_wake(cx.waker()) => {}
+            slot => *slot = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+
+    /// Wakes the attached connection: it has news (its rights changed, say) and will look.
+    pub(crate) fn notify(&self) {
+        let waker = self.lock().signal();
+        if let Some(waker) = waker {
+            waker.wake();
+        }
     }
 
     pub(crate) fn is_online(&self) -> bool {
@@ -104,6 +135,11 @@ impl SessionHandle {
         }
         let outcome = inner.state.enqueue(delivery, limits);
         let online = inner.attached.is_some();
+        let waker = match outcome {
+            Enqueue::Refused => None,
+            _ if online => inner.signal(),
+            _ => None,
+        };
         drop(inner);
         match outcome {
             Enqueue::Queued => {}
@@ -115,8 +151,8 @@ impl SessionHandle {
                 return Delivered::Refused;
             }
         }
-        if online {
-            self.notify.notify_one();
+        if let Some(waker) = waker {
+            waker.wake();
         }
         Delivered::Accepted
     }
@@ -156,6 +192,7 @@ impl Broker {
         let existing = sessions.get(client_id).cloned();
         let mut previous_will = None;
         let mut old_to_end = None;
+        let mut kicked = None;
         let mut session_present = false;
         let session = match existing {
             Some(handle) => {
@@ -164,7 +201,7 @@ impl Broker {
                     inner.kick = Some(ReasonCode::SessionTakenOver);
                     inner.attached = None;
                     handle.online.store(false, Ordering::Relaxed);
-                    handle.notify.notify_one();
+                    kicked = inner.signal();
                     Metrics::inc(&self.metrics.session_takeovers);
                     // The old connection closes now; its will goes out unless it is delayed and
                     // the session continues [MQTT-3.1.3-9].
@@ -205,17 +242,23 @@ impl Broker {
             let mut inner = session.lock();
             inner.attached = Some(connection_id);
             inner.kick = None;
+            // News for the previous connection is not for this one: it transmits what
+            // is queued once CONNECT is done.
+            inner.news = false;
             inner.generation += 1;
             inner.state.disconnected_at = None;
             session.online.store(true, Ordering::Relaxed);
         }
         drop(sessions);
+        if let Some(waker) = kicked {
+            waker.wake();
+        }
         if let Some(old) = old_to_end {
             self.forget_subscriptions(&old);
             self.redistribute_shared(&old);
         }
         if let Some(will) = previous_will {
-            self.publish_will(vhost, will, client_id.clone(), now);
+            self.publish_will(vhost, *will, client_id.clone(), now);
         }
         Attached {
             session,
@@ -237,6 +280,9 @@ impl Broker {
             return;
         }
         inner.attached = None;
+        // A waker keeps its (finished) task's memory alive: drop it with the connection.
+        inner.waker = None;
+        inner.news = false;
         session.online.store(false, Ordering::Relaxed);
         inner.state.disconnected_at = Some(now);
         inner.state.discard_queued_qos0();
@@ -287,7 +333,7 @@ impl Broker {
                     (will, expired)
                 };
                 if let Some(will) = will {
-                    broker.publish_will(&session.vhost, will, session.client_id.clone(), now);
+                    broker.publish_will(&session.vhost, *will, session.client_id.clone(), now);
                 }
                 if expired {
                     Metrics::inc(&broker.metrics.sessions_expired);
@@ -318,7 +364,7 @@ impl Broker {
         };
         self.forget_subscriptions(session);
         if let Some(will) = will {
-            self.publish_will(&session.vhost, will, session.client_id.clone(), now);
+            self.publish_will(&session.vhost, *will, session.client_id.clone(), now);
         }
     }
 

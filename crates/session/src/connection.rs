@@ -37,8 +37,17 @@ pub struct ConnectionState {
     /// Whether the client wants Reason Strings and User Properties on errors (v5).
     pub request_problem_information: bool,
     last_packet_at: Instant,
-    inbound_aliases: HashMap<u16, Arc<str>>,
-    outbound_aliases: HashMap<Arc<str>, u16>,
+    /// Created on the first alias in either direction: most connections never use one
+    /// (v3, or v5 without Topic Alias Maximum), and two empty maps inline would cost ~100
+    /// bytes per idle connection.
+    aliases: Option<Box<TopicAliases>>,
+}
+
+/// The topic-alias tables of one connection [MQTT-3.3.2-7].
+#[derive(Debug, Default)]
+struct TopicAliases {
+    inbound: HashMap<u16, Arc<str>>,
+    outbound: HashMap<Arc<str>, u16>,
 }
 
 impl ConnectionState {
@@ -52,8 +61,7 @@ impl ConnectionState {
             server_topic_alias_maximum: 0,
             request_problem_information: true,
             last_packet_at: now,
-            inbound_aliases: HashMap::new(),
-            outbound_aliases: HashMap::new(),
+            aliases: None,
         }
     }
 
@@ -88,12 +96,15 @@ impl ConnectionState {
         }
         if publish.topic.is_empty() {
             let topic = self
-                .inbound_aliases
-                .get(&alias)
+                .aliases
+                .as_ref()
+                .and_then(|a| a.inbound.get(&alias))
                 .ok_or(InboundTopicError::UnknownAlias)?;
             publish.topic = topic.to_string();
         } else {
-            self.inbound_aliases
+            self.aliases
+                .get_or_insert_default()
+                .inbound
                 .insert(alias, Arc::from(publish.topic.as_str()));
         }
         Ok(())
@@ -140,9 +151,9 @@ impl ConnectionState {
             let fits = encoded_len(&packet, self.protocol)
                 .is_ok_and(|len| len <= self.client_maximum_packet_size as usize);
             if !fits {
-                if new_alias {
+                if new_alias && let Some(aliases) = &mut self.aliases {
                     // The client never saw this mapping: forget it.
-                    self.outbound_aliases.remove(&message.topic);
+                    aliases.outbound.remove(&message.topic);
                 }
                 return None;
             }
@@ -152,16 +163,18 @@ impl ConnectionState {
 
     /// Puts an alias on `publish`; returns true when the alias is new (sent with the topic).
     fn apply_outbound_alias(&mut self, publish: &mut Publish, topic: &Arc<str>) -> bool {
-        if let Some(&alias) = self.outbound_aliases.get(topic) {
+        let maximum = self.client_topic_alias_maximum;
+        let outbound = &mut self.aliases.get_or_insert_default().outbound;
+        if let Some(&alias) = outbound.get(topic) {
             publish.topic.clear();
             publish.properties.topic_alias = Some(alias);
             return false;
         }
-        let next = self.outbound_aliases.len() + 1;
+        let next = outbound.len() + 1;
         match u16::try_from(next) {
-            Ok(alias) if alias <= self.client_topic_alias_maximum => {
+            Ok(alias) if alias <= maximum => {
                 // First use of this alias: topic and alias go together so the client learns it.
-                self.outbound_aliases.insert(topic.clone(), alias);
+                outbound.insert(topic.clone(), alias);
                 publish.properties.topic_alias = Some(alias);
                 true
             }

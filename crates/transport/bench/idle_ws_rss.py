@@ -9,6 +9,9 @@ which leaves out one-time costs such as thread stacks and allocator arenas) and 
     python3 idle_ws_rss.py --pid $(pidof ferrymq) --port 15675 -n 2000 [--tcp]
 
 --tcp measures plain MQTT/TCP instead, for comparison (then --port is the MQTT port).
+RSS grows in steps (the allocator commits memory in pages and segments), so a slope from
+two points moves by a few hundred bytes between runs; the least-squares slope over ten
+points (also printed) is steadier. docs/memory.md has the method and the results.
 The default guest/guest password costs one argon2 run (19 MiB, returned to the OS some time
 later), which blurs the numbers; a user whose hash has cheap parameters avoids it:
 --user alice --password alice-secret with the hash from crates/transport/tests/tls.rs.
@@ -84,6 +87,14 @@ def open_tcp(host, port, i):
     return sock
 
 
+def least_squares(points):
+    """Slope of the best-fitting line through (connections, KiB) points."""
+    n = len(points)
+    mx = sum(x for x, _ in points) / n
+    my = sum(y for _, y in points) / n
+    return sum((x - mx) * (y - my) for x, y in points) / sum((x - mx) ** 2 for x, _ in points)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--pid", type=int, required=True)
@@ -107,17 +118,23 @@ def main():
     time.sleep(2)
     r0 = rss_kib(args.pid)
     half = args.n // 2
+    points = [(0, r0)]
     for i in range(args.n):
         socks.append(opener(args.host, args.port, i))
         if i + 1 == half:
             time.sleep(1)
             r_half = rss_kib(args.pid)
+        if (i + 1) % (args.n // 10) == 0 and i + 1 < args.n:
+            time.sleep(0.5)
+            points.append((i + 1, rss_kib(args.pid)))
     time.sleep(2)
     r_n = rss_kib(args.pid)
+    points.append((args.n, r_n))
     kind = "TCP" if args.tcp else "WebSocket"
     print(f"{kind}: RSS {r0} KiB at 0, {r_half} KiB at {half}, {r_n} KiB at {args.n} connections")
     print(f"  slope {half}->{args.n}: {(r_n - r_half) * 1024 / (args.n - half):.0f} B/connection")
     print(f"  0->{args.n}: {(r_n - r0) * 1024 / args.n:.0f} B/connection")
+    print(f"  least squares over {len(points)} points: {least_squares(points) * 1024:.0f} B/connection")
     for s in socks:
         s.close()
 

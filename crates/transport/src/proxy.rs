@@ -17,6 +17,8 @@ use std::time::Duration;
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 
+use crate::driver::ConnectionIo;
+
 /// One CIDR block such as `10.0.0.0/8`, `2001:db8::/32` or a single address (`127.0.0.1`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IpNet {
@@ -310,6 +312,20 @@ impl<S> Rewind<S> {
 
     pub fn get_ref(&self) -> &S {
         &self.inner
+    }
+
+    /// The bytes not yet read back, and the stream.
+    pub fn into_parts(self) -> (Bytes, S) {
+        (self.prefix, self.inner)
+    }
+}
+
+impl<S: ConnectionIo> ConnectionIo for Rewind<S> {
+    fn poll_read_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.prefix.is_empty() {
+            true => self.inner.poll_read_ready(cx),
+            false => Poll::Ready(Ok(())),
+        }
     }
 }
 

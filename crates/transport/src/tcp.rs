@@ -165,9 +165,11 @@ async fn mqtt_connection(
             return;
         }
     };
+    // The MQTT connection gets a task of its own and this one ends, so that what the
+    // preamble needed (this function's arguments) is not kept for the connection's life.
     let Some(tls) = &options.tls else {
         let conn = options.connection(broker, peer, permit);
-        run_connection(stream, conn).await;
+        tokio::spawn(run_connection(stream, conn));
         return;
     };
     let handshake = Box::pin(tls.mqtt_acceptor().accept(stream));
@@ -187,5 +189,5 @@ async fn mqtt_connection(
         tracing::debug!(%peer, user, "client certificate maps to a user");
         conn = conn.with_certificate_user(user);
     }
-    run_connection(stream, conn).await;
+    tokio::spawn(run_connection(stream, conn));
 }

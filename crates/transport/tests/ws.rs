@@ -279,6 +279,33 @@ async fn oversize_frame_gets_close_1009() {
 }
 
 #[tokio::test]
+async fn frames_sent_with_the_upgrade_request_are_not_lost() {
+    // A client that does not wait for the 101: hyper reads the CONNECT frame along with the
+    // request, and the connection must get it back once it takes over the socket.
+    let broker = broker();
+    let addr = start_ws(&broker, WsConfig::default(), None);
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    let connect = bytes(&[connect("eager", Some("guest"), Some("guest"))]);
+    let mask = [7u8, 1, 9, 3];
+    let mut request = upgrade_request("/mqtt", "Sec-WebSocket-Protocol: mqtt\r\n").into_bytes();
+    request.extend([0x82, 0x80 | connect.len() as u8]);
+    request.extend(mask);
+    request.extend(connect.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    tcp.write_all(&request).await.unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        head.push(tcp.read_u8().await.unwrap());
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"));
+    let mut connack = [0u8; 6];
+    tokio::time::timeout(TIMEOUT, tcp.read_exact(&mut connack))
+        .await
+        .expect("CONNACK in time")
+        .unwrap();
+    assert_eq!(connack, [0x82, 4, 0x20, 2, 0, 0]);
+}
+
+#[tokio::test]
 async fn unmasked_client_frame_gets_close_1002() {
     let broker = broker();
     let addr = start_ws(&broker, WsConfig::default(), None);

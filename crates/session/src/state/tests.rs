@@ -455,7 +455,7 @@ fn will(delay: Option<u32>) -> LastWill {
 fn will_and_expiry_deadlines() {
     let start = Instant::now();
     let mut state = session();
-    state.will = Some(will(Some(5)));
+    state.will = Some(Box::new(will(Some(5))));
     state.expiry_interval = 60;
     assert_eq!(state.will_due_at(), None, "nothing is due while connected");
     assert_eq!(state.expires_at(), None);

@@ -53,32 +53,34 @@ pub(crate) enum Step {
 }
 
 /// Decoder state between reads: a partial frame header, or the position in a payload.
+/// Every idle WebSocket connection holds one, so it is kept compact.
 #[derive(Debug)]
 pub(crate) struct FrameDecoder {
+    /// The header being read; once complete, its first 4 bytes hold the frame's mask.
     header: [u8; 14],
     header_len: u8,
     in_payload: bool,
     remaining: u64,
     opcode: u8,
-    mask: [u8; 4],
     mask_offset: u8,
     /// A fragmented binary message is open: continuation frames are expected.
     in_message: bool,
     /// The payload of the control frame being read; empty (unallocated) otherwise.
     control: Vec<u8>,
-    max_frame: u64,
+    /// MQTT packets are at most 256 MiB, so a u32 is plenty.
+    max_frame: u32,
 }
 
 impl FrameDecoder {
     /// `max_frame`: the largest data frame payload accepted; larger ones fail with 1009.
     pub(crate) fn new(max_frame: u64) -> FrameDecoder {
+        let max_frame = u32::try_from(max_frame).unwrap_or(u32::MAX);
         FrameDecoder {
             header: [0; 14],
             header_len: 0,
             in_payload: false,
             remaining: 0,
             opcode: 0,
-            mask: [0; 4],
             mask_offset: 0,
             in_message: false,
             control: Vec::new(),
@@ -105,7 +107,7 @@ impl FrameDecoder {
             let n = self.remaining.min(available) as usize;
             let is_data = self.opcode < OP_CLOSE;
             for i in 0..n {
-                let byte = buf[*read + i] ^ self.mask[usize::from(self.mask_offset)];
+                let byte = buf[*read + i] ^ self.header[usize::from(self.mask_offset)];
                 self.mask_offset = (self.mask_offset + 1) & 3;
                 if is_data {
                     buf[*write + i] = byte;
@@ -163,10 +165,11 @@ impl FrameDecoder {
             // The most significant bit must be 0 [RFC 6455 §5.2].
             return Some(Step::Fail(close_code::PROTOCOL_ERROR));
         }
-        if self.opcode < OP_CLOSE && length > self.max_frame {
+        if self.opcode < OP_CLOSE && length > u64::from(self.max_frame) {
             return Some(Step::Fail(close_code::TOO_BIG));
         }
-        self.mask.copy_from_slice(&self.header[2 + extended..total]);
+        // The mask moves to the front: the header's other bytes are not needed any more.
+        self.header.copy_within(2 + extended..total, 0);
         self.mask_offset = 0;
         self.header_len = 0;
         self.remaining = length;

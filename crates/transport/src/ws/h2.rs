@@ -22,7 +22,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::handshake::{self, Reply};
-use super::{WsConfig, plain_response, run_mqtt};
+use super::{WsConfig, mqtt_task, plain_response};
 
 /// Counts the WebSocket streams of one HTTP/2 connection that are still open.
 struct StreamGuard(Arc<AtomicUsize>);
@@ -143,7 +143,8 @@ async fn stream_task(
 ) {
     match on_upgrade.await {
         Ok(upgraded) => {
-            run_mqtt(
+            // Awaited here rather than spawned: `_guard` must live as long as the stream.
+            mqtt_task(
                 TokioIo::new(upgraded),
                 peer,
                 cert_user,

@@ -31,7 +31,7 @@ pub use stream::WsStream;
 
 use tokio_rustls::server::TlsStream;
 
-use crate::driver::run_connection;
+use crate::driver::{ConnectionIo, run_connection};
 use crate::proxy::Rewind;
 use crate::tcp::{ProxyOptions, accept_loop};
 use crate::tls::TlsReloader;
@@ -158,21 +158,40 @@ async fn ws_connection(
         }
     };
     match outcome {
+        // The MQTT connection gets a task of its own and this one ends: what the handshake
+        // needed (its arguments, `config`, `tls`) is then not kept for the connection's life.
         Handshook::Upgraded {
             upgraded,
             peer,
             cert_user,
-        } => {
-            run_mqtt(
-                TokioIo::new(upgraded),
-                peer,
-                cert_user,
-                permit,
-                broker,
-                &config,
-            )
-            .await
-        }
+        } => match upgraded.downcast::<TokioIo<Rewind<TcpStream>>>() {
+            // Plain ws://: our own TCP stream, unboxed, so the connection can wait for
+            // socket readiness without a read buffer. Bytes hyper read past the request (a
+            // client that did not wait for the 101) are put back in front; without any, as
+            // usual, the bare socket saves the 32 bytes of an empty prefix.
+            Ok(parts) => {
+                let (pending, tcp) = parts.io.into_inner().into_parts();
+                let unread = match (pending.is_empty(), parts.read_buf.is_empty()) {
+                    (true, _) => parts.read_buf,
+                    (false, true) => pending,
+                    (false, false) => [parts.read_buf, pending].concat().into(),
+                };
+                if unread.is_empty() {
+                    tokio::spawn(mqtt_task(tcp, peer, cert_user, permit, broker, &config));
+                } else {
+                    let stream = Rewind::new(unread, tcp);
+                    tokio::spawn(mqtt_task(stream, peer, cert_user, permit, broker, &config));
+                }
+            }
+            // wss:// over HTTP/1.1. Not downcast: the TLS session already lives on the heap
+            // in hyper's box, and its buffered plaintext makes socket readiness useless,
+            // so unboxing would gain nothing.
+            Err(upgraded) => {
+                let io = TokioIo::new(upgraded);
+                let task = mqtt_task(io, peer, cert_user, permit, broker, &config);
+                tokio::spawn(task);
+            }
+        },
         Handshook::Http2 {
             stream,
             peer,
@@ -186,17 +205,15 @@ async fn ws_connection(
     }
 }
 
-/// MQTT over an upgraded WebSocket byte stream, until it closes.
-async fn run_mqtt<S>(
+/// MQTT over an upgraded WebSocket byte stream: the connection's task, until it closes.
+fn mqtt_task<S: ConnectionIo>(
     io: S,
     peer: SocketAddr,
     cert_user: Option<String>,
     permit: ConnectionPermit,
     broker: Arc<Broker>,
     config: &WsConfig,
-) where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
+) -> impl Future<Output = ()> + use<S> {
     let max_packet = u64::from(broker.config().limits.max_packet_size);
     let ws = WsStream::new(
         io,
@@ -214,7 +231,7 @@ async fn run_mqtt<S>(
     if let Some(vhost) = &config.vhost {
         conn = conn.with_listener_vhost(Arc::clone(vhost));
     }
-    run_connection(ws, conn).await;
+    run_connection(ws, conn)
 }
 
 /// What the handshake phase produced.

@@ -1,13 +1,16 @@
 //! [`WsStream`]: a WebSocket connection seen as a plain byte stream, so the MQTT driver
 //! runs over it exactly as over TCP. Binary payloads of all frames, in order, form the
 //! input stream (an MQTT packet may span frames, a frame may hold several packets); each
-//! `write` call becomes one binary frame (the driver writes its whole output with one
-//! `write_all` per flush, so one flush is one frame). Pings are answered, idle connections
-//! get a ping every `ping_interval`, and the closing handshake is done on both ends.
+//! `write` call becomes one binary frame (a partial write continues the frame with the rest
+//! of the same buffer, as `write_all` and the driver do). Pings are answered, idle
+//! connections get a ping every `ping_interval`, and the closing handshake is done on both
+//! ends.
 //!
 //! Memory: nothing is buffered here. Payload is unmasked in place in the reader's buffer;
 //! outgoing payload is written straight from the writer's buffer behind a ≤10-byte header
-//! (one vectored write); control frames are buffered only while they wait to be sent.
+//! (one vectored write); control frames are buffered only while they wait to be sent. The
+//! ping timer is the connection task's ([`ConnectionIo::timer`]), not one of our own, and
+//! readiness comes from the inner stream, so an idle connection has no read buffer either.
 
 use std::future::Future;
 use std::io::{self, IoSlice};
@@ -18,6 +21,8 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
+
+use crate::driver::ConnectionIo;
 
 use super::frame::{
     FrameDecoder, OP_PING, OP_PONG, Step, close_code, encode_binary_header, encode_close,
@@ -37,9 +42,9 @@ const CLOSE_LINGER: Duration = Duration::from_secs(1);
 pub struct WsStream<S> {
     inner: S,
     decoder: FrameDecoder,
-    /// Encoded control frames waiting to go out; unallocated when empty.
-    control_out: Vec<u8>,
-    control_written: usize,
+    /// Encoded control frames waiting to go out. Boxed: pings, pongs and the close frame
+    /// are rare, and an idle connection should not carry their bookkeeping inline.
+    control: Option<Box<ControlOut>>,
     /// Payload bytes of the data frame being written that are still owed.
     out_remaining: usize,
     out_header: [u8; 10],
@@ -51,8 +56,9 @@ pub struct WsStream<S> {
     failed: bool,
     close_queued: bool,
     close_received: bool,
-    ping_interval: Option<Duration>,
-    ping_timer: Option<Pin<Box<Sleep>>>,
+    /// Milliseconds without sending after which a ping is due; 0: never.
+    ping_interval_ms: u32,
+    /// When something was last sent; a ping is due `ping_interval_ms` after it.
     last_write: Instant,
     linger: Option<Pin<Box<Sleep>>>,
     /// The broker's shutdown token: a close while it is cancelled says 1001 "going away".
@@ -71,8 +77,7 @@ impl<S> WsStream<S> {
         WsStream {
             inner,
             decoder: FrameDecoder::new(max_frame),
-            control_out: Vec::new(),
-            control_written: 0,
+            control: None,
             out_remaining: 0,
             out_header: [0; 10],
             out_header_len: 0,
@@ -81,18 +86,25 @@ impl<S> WsStream<S> {
             failed: false,
             close_queued: false,
             close_received: false,
-            ping_interval,
-            ping_timer: None,
+            // Intervals are seconds in the configuration; u32 milliseconds reach 49 days.
+            ping_interval_ms: ping_interval.map_or(0, |i| {
+                u32::try_from(i.as_millis()).unwrap_or(u32::MAX).max(1)
+            }),
             last_write: Instant::now(),
             linger: None,
             shutdown,
         }
     }
 
+    /// The control-frame queue, created on first use.
+    fn control_out(&mut self) -> &mut Vec<u8> {
+        &mut self.control.get_or_insert_default().bytes
+    }
+
     fn queue_close(&mut self, code: u16) {
         if !self.close_queued {
             self.close_queued = true;
-            encode_close(code, &mut self.control_out);
+            encode_close(code, self.control_out());
         }
     }
 
@@ -105,8 +117,9 @@ impl<S> WsStream<S> {
         match step {
             Step::NeedMore | Step::Pong => false,
             Step::Ping(payload) => {
-                if !self.close_queued && self.control_out.len() < MAX_QUEUED_CONTROL {
-                    encode_control(OP_PONG, &payload, &mut self.control_out);
+                let queued = self.control.as_ref().map_or(0, |c| c.bytes.len());
+                if !self.close_queued && queued < MAX_QUEUED_CONTROL {
+                    encode_control(OP_PONG, &payload, self.control_out());
                 }
                 false
             }
@@ -129,48 +142,23 @@ impl<S> WsStream<S> {
 impl<S: AsyncRead + AsyncWrite + Unpin> WsStream<S> {
     /// Writes queued control frames, but never inside a data frame being written.
     fn poll_control(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if self.control_out.is_empty() || self.mid_data_frame() {
+        if self.mid_data_frame() {
             return Poll::Ready(Ok(()));
         }
-        while self.control_written < self.control_out.len() {
-            let pending = &self.control_out[self.control_written..];
+        let Some(control) = &mut self.control else {
+            return Poll::Ready(Ok(()));
+        };
+        while control.written < control.bytes.len() {
+            let pending = &control.bytes[control.written..];
             let n = ready!(Pin::new(&mut self.inner).poll_write(cx, pending))?;
             if n == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
-            self.control_written += n;
+            control.written += n;
         }
-        self.control_out = Vec::new();
-        self.control_written = 0;
+        self.control = None;
         self.last_write = Instant::now();
         Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    /// Queues a ping when nothing was sent for `ping_interval`, so that proxies with idle
-    /// timers (nginx: 60 s) keep connections of clients that only subscribe.
-    fn poll_ping(&mut self, cx: &mut Context<'_>) {
-        let Some(interval) = self.ping_interval else {
-            return;
-        };
-        let due = self.last_write + interval;
-        let timer = self
-            .ping_timer
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
-        // The timer is moved lazily: writes only update `last_write`, and a timer that
-        // fires early is re-armed for the real due time.
-        while timer.as_mut().poll(cx).is_ready() {
-            let due = self.last_write + interval;
-            let now = Instant::now();
-            if now < due {
-                timer.as_mut().reset(due);
-                continue;
-            }
-            if !self.close_queued && self.control_out.is_empty() {
-                encode_control(OP_PING, &[], &mut self.control_out);
-            }
-            self.last_write = now;
-            timer.as_mut().reset(now + interval);
-        }
     }
 
     /// After our close frame: read and discard until the client's close frame, TCP EOF or
@@ -225,7 +213,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for WsStream<S> {
                 let _ = this.poll_control(cx)?;
                 return Poll::Ready(Ok(()));
             }
-            this.poll_ping(cx);
             // A pending write here only means the pong waits for the next call.
             let _ = this.poll_control(cx)?;
             let start = buf.filled().len();
@@ -322,6 +309,47 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for WsStream<S> {
         }
         Pin::new(&mut this.inner).poll_shutdown(cx)
     }
+}
+
+impl<S: ConnectionIo> ConnectionIo for WsStream<S> {
+    fn poll_read_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.read_done {
+            return Poll::Ready(Ok(()));
+        }
+        // Queued pongs go out while the connection waits, not only when the client sends.
+        let _ = self.poll_control(cx)?;
+        self.inner.poll_read_ready(cx)
+    }
+
+    /// A ping is due when nothing was sent for `ping_interval`, so that proxies with idle
+    /// timers (nginx: 60 s) keep connections of clients that only subscribe.
+    fn timer(&self) -> Option<Instant> {
+        if self.ping_interval_ms == 0 || self.close_queued {
+            return None;
+        }
+        Some(self.last_write + Duration::from_millis(u64::from(self.ping_interval_ms)))
+    }
+
+    fn on_timer(&mut self, now: Instant) {
+        let Some(due) = self.timer() else {
+            return;
+        };
+        // The task's timer fires early when another deadline moved: only act when due.
+        if now < due {
+            return;
+        }
+        if self.control.is_none() {
+            encode_control(OP_PING, &[], self.control_out());
+        }
+        self.last_write = now;
+    }
+}
+
+/// Control frames waiting to go out, and how much of them is written.
+#[derive(Debug, Default)]
+struct ControlOut {
+    bytes: Vec<u8>,
+    written: usize,
 }
 
 #[cfg(test)]

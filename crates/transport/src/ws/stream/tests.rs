@@ -1,10 +1,15 @@
 //! The byte-stream adapter over an in-memory pipe, the client side speaking raw frames.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
 use super::*;
 
 const MASK: [u8; 4] = [1, 2, 3, 4];
+
+impl ConnectionIo for DuplexStream {}
 
 fn client_frame(first: u8, payload: &[u8]) -> Vec<u8> {
     assert!(payload.len() < 126);
@@ -99,14 +104,75 @@ async fn server_close_waits_for_the_clients_close_frame() {
 #[tokio::test(start_paused = true)]
 async fn idle_connections_get_pings() {
     let (mut ws, mut client) = pair(Some(Duration::from_secs(30)));
-    let reader = tokio::spawn(async move {
-        let mut buf = [0u8; 16];
-        ws.read(&mut buf).await
-    });
-    // Paused time jumps ahead while everything waits.
-    assert_eq!(read_exact(&mut client, 2).await, [0x89, 0]);
-    let start = Instant::now();
-    assert_eq!(read_exact(&mut client, 2).await, [0x89, 0]);
-    assert!(Instant::now() - start >= Duration::from_secs(30));
-    reader.abort();
+    let due = ws.timer().expect("a ping is scheduled");
+    assert_eq!(due - Instant::now(), Duration::from_secs(30));
+
+    // The connection task's timer may fire early (another deadline): nothing is due yet.
+    tokio::time::advance(Duration::from_secs(29)).await;
+    ws.on_timer(Instant::now());
+    ws.flush().await.unwrap();
+    tokio::time::advance(Duration::from_secs(1)).await;
+    ws.on_timer(Instant::now());
+    ws.flush().await.unwrap();
+    assert_eq!(read_exact(&mut client, 2).await, [0x89, 0], "one ping");
+    assert_eq!(ws.timer(), Some(due + Duration::from_secs(30)));
+
+    // Sending data counts as activity: the next ping moves out.
+    tokio::time::advance(Duration::from_secs(10)).await;
+    ws.write_all(b"\xC0\x00").await.unwrap();
+    ws.flush().await.unwrap();
+    assert_eq!(read_exact(&mut client, 4).await, [0x82, 2, 0xC0, 0]);
+    assert_eq!(ws.timer(), Some(Instant::now() + Duration::from_secs(30)));
+}
+
+#[tokio::test]
+async fn readiness_comes_from_the_inner_stream() {
+    let (server, _client) = tokio::io::duplex(1024);
+    let ready = Arc::new(AtomicBool::new(false));
+    let inner = Gate(server, ready.clone());
+    let mut ws = WsStream::new(inner, 1024, None, CancellationToken::new());
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    assert!(ws.poll_read_ready(&mut cx).is_pending());
+    ready.store(true, Ordering::Relaxed);
+    assert!(ws.poll_read_ready(&mut cx).is_ready());
+}
+
+/// A stream whose readiness the test sets.
+struct Gate(DuplexStream, Arc<AtomicBool>);
+
+impl ConnectionIo for Gate {
+    fn poll_read_ready(&mut self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.1.load(Ordering::Relaxed) {
+            true => Poll::Ready(Ok(())),
+            false => Poll::Pending,
+        }
+    }
+}
+
+impl AsyncRead for Gate {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Gate {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, data)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
 }
