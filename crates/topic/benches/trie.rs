@@ -1,0 +1,295 @@
+//! Topic index micro-benchmarks: `SubscriptionTrie` with 1,000,000 subscriptions and
+//! `TopicTree` with 100,000 retained topics.
+//!
+//! The subscription layout imitates an IoT deployment (keys and values shaped like the
+//! broker's `RouteKey` / `Route`: a client id or share group behind an `Arc<str>`, and a
+//! 24-byte route):
+//!
+//! | filters | subscriptions | who |
+//! |---|---|---|
+//! | `devices/{id}/cmd` | 400,000 | each device, its command topic |
+//! | `devices/{id}/+/telemetry` | 400,000 | one application client per 20 devices |
+//! | `site/{n}/#` | 100,000 | 1,000 sites x 100 operators each (100 keys per filter) |
+//! | `tenants/t{t}/events/e{e}` | 89,990 | 8,999 tenant services x 10 event types |
+//! | `broadcast/firmware` | 10,000 | 10,000 devices on one filter |
+//! | `$share/ingest-{g}/devices/+/+/telemetry` | 10 | 10 ingestion groups (key = group) |
+//!
+//! The trie is built once (outside the timed loops), its build time and the process's RSS
+//! growth are printed to stderr (`trie memory: ...`), and the insert / remove benchmarks put
+//! the trie back as they found it. Building takes a few seconds.
+//!
+//! Run: `cargo bench -p ferrymq-topic` (about a minute); a subset:
+//! `cargo bench -p ferrymq-topic -- trie_1m/match`.
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use ferrymq_topic::{SubscriptionTrie, TopicTree};
+
+/// Shaped like the broker's `RouteKey`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Key {
+    Client(Arc<str>),
+    Shared(Arc<str>),
+}
+
+/// Shaped like the broker's `Route` (a session handle, options, subscription identifier):
+/// 24 bytes.
+#[derive(Debug, Clone, Copy)]
+struct Route {
+    session: u64,
+    qos: u8,
+    identifier: Option<u32>,
+}
+
+const DEVICES: usize = 400_000;
+const DEVICES_PER_APP: usize = 20;
+const SITES: usize = 1_000;
+const OPERATORS_PER_SITE: usize = 100;
+const TENANTS: usize = 8_999;
+const EVENTS_PER_TENANT: usize = 10;
+const BROADCAST_SUBSCRIBERS: usize = 10_000;
+const SHARE_GROUPS: usize = 10;
+
+/// Every `(filter, key)` of the layout in the module comment. Client ids are created once
+/// per client and cloned into each of its subscriptions, as the broker shares the session's.
+fn layout() -> Vec<(String, Key)> {
+    let client = |id: String| Key::Client(Arc::from(id));
+    let devices: Vec<Key> = (0..DEVICES).map(|i| client(format!("d{i:06}"))).collect();
+    let apps: Vec<Key> = (0..DEVICES / DEVICES_PER_APP)
+        .map(|i| client(format!("app-{i}")))
+        .collect();
+    let mut subs = Vec::with_capacity(1_000_000);
+    for (i, device) in devices.iter().enumerate() {
+        subs.push((format!("devices/d{i:06}/cmd"), device.clone()));
+        let app = &apps[i / DEVICES_PER_APP];
+        subs.push((format!("devices/d{i:06}/+/telemetry"), app.clone()));
+    }
+    for site in 0..SITES {
+        for operator in 0..OPERATORS_PER_SITE {
+            subs.push((
+                format!("site/{site}/#"),
+                client(format!("op-{site}-{operator}")),
+            ));
+        }
+    }
+    for tenant in 0..TENANTS {
+        let service = client(format!("tenant-svc-{tenant}"));
+        for event in 0..EVENTS_PER_TENANT {
+            subs.push((
+                format!("tenants/t{tenant}/events/e{event}"),
+                service.clone(),
+            ));
+        }
+    }
+    for device in devices.iter().take(BROADCAST_SUBSCRIBERS) {
+        subs.push(("broadcast/firmware".to_owned(), device.clone()));
+    }
+    for group in 0..SHARE_GROUPS {
+        // The broker strips `$share/{group}/` and keys the entry by the group.
+        subs.push((
+            "devices/+/+/telemetry".to_owned(),
+            Key::Shared(Arc::from(format!("ingest-{group}"))),
+        ));
+    }
+    assert_eq!(subs.len(), 1_000_000);
+    subs
+}
+
+fn route(n: usize) -> Route {
+    Route {
+        session: n as u64,
+        qos: (n % 2) as u8,
+        identifier: None,
+    }
+}
+
+/// Resident set size of this process in bytes (Linux), `None` elsewhere.
+fn rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+fn build_trie() -> SubscriptionTrie<Key, Route> {
+    let subs = layout();
+    let before = rss_bytes();
+    let start = Instant::now();
+    let mut trie = SubscriptionTrie::new();
+    for (n, (filter, key)) in subs.iter().enumerate() {
+        trie.insert(filter, key.clone(), route(n));
+    }
+    let took = start.elapsed();
+    let after = rss_bytes();
+    assert_eq!(trie.len(), 1_000_000);
+    match (before, after) {
+        (Some(before), Some(after)) => {
+            let grown = after.saturating_sub(before);
+            eprintln!(
+                "trie memory: {} subscriptions built in {:.2} s; RSS +{:.1} MiB = {} bytes per \
+                 subscription (client ids and filter strings excluded)",
+                trie.len(),
+                took.as_secs_f64(),
+                grown as f64 / (1024.0 * 1024.0),
+                grown / trie.len() as u64,
+            );
+        }
+        _ => eprintln!(
+            "trie: {} subscriptions built in {:.2} s (no /proc: RSS not measured)",
+            trie.len(),
+            took.as_secs_f64()
+        ),
+    }
+    trie
+}
+
+fn count_matches(trie: &SubscriptionTrie<Key, Route>, topic: &str) -> usize {
+    let mut matched = 0usize;
+    trie.for_each_match(topic, |key, route| {
+        // What the broker's callback reads: who, and with which options.
+        black_box((key, route.session, route.qos, route.identifier));
+        matched += 1;
+    });
+    matched
+}
+
+fn trie_benches(c: &mut Criterion) {
+    let mut trie = build_trie();
+
+    let topics: [(&str, &str, usize); 5] = [
+        ("device_cmd", "devices/d123456/cmd", 1),
+        (
+            "telemetry",
+            "devices/d123456/temperature/telemetry",
+            1 + SHARE_GROUPS,
+        ),
+        (
+            "site",
+            "site/420/building-7/floor-3/temp",
+            OPERATORS_PER_SITE,
+        ),
+        ("broadcast", "broadcast/firmware", BROADCAST_SUBSCRIBERS),
+        ("no_match", "nothing/here/at/all", 0),
+    ];
+    let mut group = c.benchmark_group("trie_1m/match");
+    for (name, topic, expected) in topics {
+        assert_eq!(count_matches(&trie, topic), expected, "{topic}");
+        let id = BenchmarkId::new(name, format!("{expected}_matches"));
+        group.bench_function(id, |b| {
+            b.iter(|| count_matches(&trie, black_box(topic)));
+        });
+    }
+    group.finish();
+
+    let mut group = c.benchmark_group("trie_1m");
+    // A new device subscribes: two new nodes under the 400,000-wide `devices` level.
+    let new_device = |i: u64| {
+        (
+            format!("devices/new{i}/cmd"),
+            Key::Client(Arc::from(format!("new{i}"))),
+        )
+    };
+    // An operator joins a site: one more key on a filter that already has 100.
+    let new_operator = |i: u64| {
+        (
+            "site/420/#".to_owned(),
+            Key::Client(Arc::from(format!("op-new-{i}"))),
+        )
+    };
+    type Make = dyn Fn(u64) -> (String, Key);
+    let cases: [(&str, &Make); 2] = [
+        ("new_filter", &new_device),
+        ("existing_filter", &new_operator),
+    ];
+    for (name, make) in cases {
+        group.bench_function(BenchmarkId::new("insert", name), |b| {
+            b.iter_custom(|iters| {
+                let subs: Vec<_> = (0..iters).map(make).collect();
+                let start = Instant::now();
+                for (filter, key) in &subs {
+                    trie.insert(filter, key.clone(), route(0));
+                }
+                let took = start.elapsed();
+                for (filter, key) in &subs {
+                    trie.remove(filter, key);
+                }
+                took
+            });
+        });
+        group.bench_function(BenchmarkId::new("remove", name), |b| {
+            b.iter_custom(|iters| {
+                let subs: Vec<_> = (0..iters).map(make).collect();
+                for (filter, key) in &subs {
+                    trie.insert(filter, key.clone(), route(0));
+                }
+                let start = Instant::now();
+                for (filter, key) in &subs {
+                    black_box(trie.remove(filter, key));
+                }
+                start.elapsed()
+            });
+        });
+    }
+    group.finish();
+    assert_eq!(trie.len(), 1_000_000, "insert/remove left the trie changed");
+}
+
+const RETAINED_DEVICES: usize = 10_000;
+const SENSORS: usize = 10;
+
+/// 100,000 retained topics `devices/d{i}/sensor-{s}/state`.
+fn retained_benches(c: &mut Criterion) {
+    let mut tree = TopicTree::new();
+    for device in 0..RETAINED_DEVICES {
+        for sensor in 0..SENSORS {
+            let topic = format!("devices/d{device:05}/sensor-{sensor}/state");
+            tree.insert(&topic, (device * SENSORS + sensor) as u64);
+        }
+    }
+    assert_eq!(tree.len(), 100_000);
+
+    let filters: [(&str, &str, usize); 4] = [
+        ("exact", "devices/d04242/sensor-3/state", 1),
+        ("one_device", "devices/d04242/+/state", SENSORS),
+        (
+            "one_sensor_all_devices",
+            "devices/+/sensor-3/state",
+            RETAINED_DEVICES,
+        ),
+        ("everything", "devices/#", RETAINED_DEVICES * SENSORS),
+    ];
+    let mut group = c.benchmark_group("retained_100k/lookup");
+    group.sample_size(20);
+    for (name, filter, expected) in filters {
+        let lookup = |filter: &str| {
+            let mut found = 0usize;
+            tree.for_each_matching(filter, |topic, value| {
+                black_box((topic, value));
+                found += 1;
+            });
+            found
+        };
+        assert_eq!(lookup(filter), expected, "{filter}");
+        group.throughput(Throughput::Elements(expected as u64));
+        let id = BenchmarkId::new(name, format!("{expected}_topics"));
+        group.bench_function(id, |b| b.iter(|| lookup(black_box(filter))));
+    }
+    group.finish();
+}
+
+fn config() -> Criterion {
+    Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(30)
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = trie_benches, retained_benches
+}
+criterion_main!(benches);
