@@ -35,6 +35,15 @@ const TRANSMIT_BUDGET: usize = 64 * 1024;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Closed;
 
+/// What the transport learnt about the client before CONNECT.
+#[derive(Default)]
+struct HandshakeCredentials {
+    /// User name from a verified TLS client certificate, when the listener maps them.
+    certificate_user: Option<String>,
+    /// A token from the WebSocket handshake's cookie ([`Connection::with_cookie_token`]).
+    cookie_token: Option<String>,
+}
+
 struct Established {
     session: Arc<SessionHandle>,
     state: ConnectionState,
@@ -70,9 +79,10 @@ pub struct Connection {
     closed: bool,
     /// Multiple of the keep-alive after which a silent client is dropped.
     keep_alive_grace: f32,
-    /// User name from a verified TLS client certificate, when the listener maps them.
-    /// (`Box<str>`: 8 bytes less than a `String` in every connection's task.)
-    certificate_user: Option<Box<str>>,
+    /// Credentials the transport learnt before CONNECT (client certificate, token cookie);
+    /// taken by CONNECT. Boxed: most connections have none, and every idle connection's
+    /// task pays for what is inline here.
+    handshake: Option<Box<HandshakeCredentials>>,
     /// The listener's default vhost (clients without a `vhost:` prefix land there).
     listener_vhost: Option<Arc<str>>,
     _permit: ConnectionPermit,
@@ -96,7 +106,7 @@ impl Connection {
             close_kind: CloseKind::Abnormal,
             closed: false,
             keep_alive_grace,
-            certificate_user: None,
+            handshake: None,
             listener_vhost: None,
             _permit: permit,
         }
@@ -112,7 +122,17 @@ impl Connection {
     /// Authenticates this connection by its TLS client certificate: CONNECT's user name and
     /// password are then not checked (RabbitMQ's EXTERNAL mechanism).
     pub fn with_certificate_user(mut self, username: String) -> Connection {
-        self.certificate_user = Some(username.into_boxed_str());
+        self.handshake.get_or_insert_default().certificate_user = Some(username);
+        self
+    }
+
+    /// A JSON Web Token from a cookie of the WebSocket handshake: it authenticates a CONNECT
+    /// that carries no password (a browser cannot put a cookie in CONNECT, and an `HttpOnly`
+    /// cookie is out of the page's reach altogether). The transport passes it only from
+    /// origins the listener allows, because a browser attaches cookies to WebSockets that
+    /// any site opens.
+    pub fn with_cookie_token(mut self, token: String) -> Connection {
+        self.handshake.get_or_insert_default().cookie_token = Some(token);
         self
     }
 
@@ -617,26 +637,44 @@ impl Connection {
     }
 
     async fn authenticate(
-        &self,
+        &mut self,
         connect: &Connect,
     ) -> Result<ferrymq_auth::Identity, ferrymq_auth::AuthFailure> {
         let username = connect.username.clone().filter(|u| !u.is_empty());
         let password: Option<Bytes> = connect.password.clone();
-        // With the `JWT` method the token is the Authentication Data (on_connect checked
-        // that JWT is on); a certificate still wins.
-        let token: Option<Bytes> = (self.certificate_user.is_none()
-            && connect.properties.authentication_method.as_deref() == Some(JWT_METHOD))
-        .then(|| {
-            connect
-                .properties
-                .authentication_data
-                .clone()
-                .unwrap_or_default()
-        });
-        let uses_token = token.is_some();
+        // Used once: nothing of the handshake is kept for the connection's life.
+        let handshake = self.handshake.take().map(|h| *h).unwrap_or_default();
+        let certificate_user = handshake.certificate_user;
+        // A certificate wins. Then the token of the `JWT` method (in Authentication Data;
+        // on_connect checked that JWT is on), then a cookie's token when CONNECT has no
+        // password: credentials the client sends on purpose beat the ones its browser adds.
+        let token: Option<Bytes> = if certificate_user.is_some() {
+            None
+        } else if connect.properties.authentication_method.as_deref() == Some(JWT_METHOD) {
+            Some(
+                connect
+                    .properties
+                    .authentication_data
+                    .clone()
+                    .unwrap_or_default(),
+            )
+        } else if password.is_none()
+            && let Some(cookie) = handshake.cookie_token
+            && self.broker.auth.jwt_enabled()
+        {
+            tracing::debug!(peer = %self.peer, "authenticating with the token cookie");
+            Some(Bytes::from(cookie))
+        } else {
+            None
+        };
+        let cheap = certificate_user.is_some()
+            || token.is_some()
+            || self
+                .broker
+                .auth
+                .is_cheap(connect.username.as_deref(), connect.password.as_deref());
         let ip = self.peer.ip();
         let broker = Arc::clone(&self.broker);
-        let certificate_user = self.certificate_user.clone();
         let listener_vhost = self.listener_vhost.clone();
         let decide = move |broker: &Broker| {
             let request = AuthRequest {
@@ -652,12 +690,7 @@ impl Connection {
                 None => broker.auth.authenticate_request(&request),
             }
         };
-        if self.certificate_user.is_some()
-            || uses_token
-            || broker
-                .auth
-                .is_cheap(connect.username.as_deref(), connect.password.as_deref())
-        {
+        if cheap {
             return decide(&broker);
         }
         // Password hashing is deliberately slow: keep it off the async workers, and bound

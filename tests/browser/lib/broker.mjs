@@ -19,12 +19,14 @@ export class Broker {
    * @param {string} o.dir                 private temp directory (config, data, log)
    * @param {{cert: string, key: string}} [o.tls]   enables the WSS listener
    * @param {string[]} [o.trustedProxies]  CIDRs whose X-Forwarded-For is believed (FerryMQ)
+   * @param {string} [o.extraToml]         more FerryMQ config (sections other than those below)
    */
-  constructor({ dir, tls, trustedProxies = [] }) {
+  constructor({ dir, tls, trustedProxies = [], extraToml = '' }) {
     this.mode = MODE;
     this.dir = dir;
     this.tls = tls;
     this.trustedProxies = trustedProxies;
+    this.extraToml = extraToml;
     this.logFile = path.join(dir, 'broker.log');
     this.dataDir = path.join(dir, 'data');
     fs.mkdirSync(this.dataDir, { recursive: true });
@@ -97,7 +99,7 @@ export class Broker {
       '--ws-listen', `${HOST}:${this.wsPort}`,
       '--data-dir', this.dataDir,
       '--log-level', 'debug'];
-    const toml = ferrymqConfig({ tls: this.tls, wssPort: this.wssPort, mqttTlsPort: this.mqttTlsPort, trustedProxies: this.trustedProxies });
+    const toml = ferrymqConfig({ tls: this.tls, wssPort: this.wssPort, mqttTlsPort: this.mqttTlsPort, trustedProxies: this.trustedProxies, extraToml: this.extraToml });
     if (toml) {
       const file = path.join(this.dir, 'ferrymq.toml');
       fs.writeFileSync(file, toml);
@@ -143,7 +145,7 @@ export class Broker {
  * A configured certificate also enables MQTT over TLS (default 0.0.0.0:8883): it is moved to a
  * free loopback port so that parallel runs never collide.
  */
-export function ferrymqConfig({ tls, wssPort, mqttTlsPort, trustedProxies }) {
+export function ferrymqConfig({ tls, wssPort, mqttTlsPort, trustedProxies, extraToml = '' }) {
   const out = [];
   if (tls) {
     out.push('[tls]', `cert_file = ${JSON.stringify(tls.cert)}`, `key_file = ${JSON.stringify(tls.key)}`,
@@ -153,5 +155,6 @@ export function ferrymqConfig({ tls, wssPort, mqttTlsPort, trustedProxies }) {
   if (trustedProxies.length) {
     out.push('[proxy]', `trusted = ${JSON.stringify(trustedProxies)}`, '');
   }
+  if (extraToml) out.push(extraToml);
   return out.join('\n');
 }

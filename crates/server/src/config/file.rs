@@ -75,6 +75,7 @@ pub(crate) struct JwtSection {
     pub(crate) scope_claim: Option<Spanned<String>>,
     pub(crate) scope_prefix: Option<Spanned<String>>,
     pub(crate) require_exp: Option<Spanned<bool>>,
+    pub(crate) cookie: Option<Spanned<String>>,
 }
 
 /// One `[[auth.jwt.keys]]` entry: exactly one of `secret_file`, `pem_file`, `jwks_file`.

@@ -352,6 +352,7 @@ pub(super) fn resolve(file: &ConfigFile, source: &str) -> Result<Settings, Vec<P
     settings.auth = resolver.auth(file);
     settings.jwt = resolver.jwt(file);
     resolver.network(file, &mut settings);
+    resolver.jwt_cookie(file, &mut settings);
 
     if resolver.problems.is_empty() {
         return Ok(settings);

@@ -68,6 +68,9 @@ fn every_key_of_the_example_is_accepted_including_the_commented_user() {
             format!("password_hash = \"{ALICE_HASH}\"")
         } else if line.starts_with("secret_file") {
             format!("secret_file = {:?}", secret_path.display().to_string())
+        } else if line.starts_with("allowed_origins") {
+            // The token cookie needs an Origin allow-list.
+            "allowed_origins = [\"https://app.example.com\"]".to_owned()
         } else {
             line.to_owned()
         };
@@ -93,6 +96,42 @@ fn every_key_of_the_example_is_accepted_including_the_commented_user() {
             secret: b"s3cret".to_vec(),
             kid: Some("2026-11".into()),
         }]
+    );
+    assert!(
+        (settings.websocket.iter().chain(&settings.websocket_tls)).all(|l| l
+            .config
+            .token_cookie
+            .as_deref()
+            == Some("mqtt_token"))
+    );
+}
+
+#[test]
+fn the_token_cookie_needs_an_origin_allow_list_and_a_cookie_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "s").unwrap();
+    let jwt = format!(
+        "[auth.jwt]\nalgorithms = [\"HS256\"]\ncookie = \"mqtt_token\"\n\
+         [[auth.jwt.keys]]\nsecret_file = {:?}\n",
+        secret.display().to_string()
+    );
+    let problem = one_problem(&jwt);
+    assert!(
+        problem.starts_with("f.toml:3:10: auth.jwt.cookie needs websocket.allowed_origins"),
+        "{problem}"
+    );
+    let allowed = format!("[websocket]\nallowed_origins = [\"https://app.example.com\"]\n{jwt}");
+    let settings = parse("f.toml", &allowed).unwrap();
+    assert_eq!(
+        settings.websocket_defaults.token_cookie.as_deref(),
+        Some("mqtt_token")
+    );
+    let bad = allowed.replace("\"mqtt_token\"", "\"a token\"");
+    let problem = one_problem(&bad);
+    assert!(
+        problem.contains("auth.jwt.cookie: \"a token\" is not a cookie name"),
+        "{problem}"
     );
 }
 

@@ -22,7 +22,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::handshake::{self, Reply};
-use super::{WsConfig, mqtt_task, plain_response};
+use super::{Credentials, WsConfig, mqtt_task, plain_response};
 
 /// Counts the WebSocket streams of one HTTP/2 connection that are still open.
 struct StreamGuard(Arc<AtomicUsize>);
@@ -114,10 +114,14 @@ fn respond(
     let client = config.proxy.trusted.client_address(peer, request.headers());
     open.fetch_add(1, Ordering::Relaxed);
     let guard = StreamGuard(open.clone());
+    let credentials = Credentials {
+        cert_user: cert_user.clone(),
+        token: handshake::cookie_token(request.headers(), config),
+    };
     tokio::spawn(stream_task(
         hyper::upgrade::on(&mut request),
         client,
-        cert_user.clone(),
+        credentials,
         permit,
         broker.clone(),
         config.clone(),
@@ -135,7 +139,7 @@ fn respond(
 async fn stream_task(
     on_upgrade: OnUpgrade,
     peer: SocketAddr,
-    cert_user: Option<String>,
+    credentials: Credentials,
     permit: ConnectionPermit,
     broker: Arc<Broker>,
     config: Arc<WsConfig>,
@@ -147,7 +151,7 @@ async fn stream_task(
             mqtt_task(
                 TokioIo::new(upgraded),
                 peer,
-                cert_user,
+                credentials,
                 permit,
                 broker,
                 &config,

@@ -171,6 +171,32 @@ pub fn check_h2<B>(request: &Request<B>, config: &WsConfig) -> Result<Option<Str
     choose_subprotocol(headers, config.require_subprotocol)
 }
 
+/// Longest cookie value taken as a token; a real JWT is far smaller, and the header size
+/// limit already bounds it.
+const MAX_COOKIE_TOKEN: usize = 8192;
+
+/// The token cookie of a request that passed [`check`] or [`check_h2`], when the listener
+/// takes one (`token_cookie`). Only listeners with an Origin allow-list do (the config
+/// insists), so a page of another site cannot borrow the cookie its browser attaches.
+/// Cookie headers are `name=value` pairs separated by `;` [RFC 6265 §4.2.1]; a value may be
+/// quoted; the first pair with the name wins.
+pub fn cookie_token(headers: &HeaderMap, config: &WsConfig) -> Option<String> {
+    let name = config.token_cookie.as_deref()?;
+    let value = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(n, _)| n.trim() == name)
+        .map(|(_, v)| v.trim())?;
+    let value = value
+        .strip_prefix('"')
+        .and_then(|v| v.strip_suffix('"'))
+        .unwrap_or(value);
+    (!value.is_empty() && value.len() <= MAX_COOKIE_TOKEN).then(|| value.to_owned())
+}
+
 /// Whether a comma-separated header (possibly repeated) holds `token`, case-insensitively.
 fn has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
     headers

@@ -69,6 +69,9 @@ pub struct WsConfig {
     /// The listener's default vhost: clients whose user name has no `vhost:` prefix land
     /// there. `None`: the vhost `/`.
     pub vhost: Option<Arc<str>>,
+    /// The cookie whose value is a JSON Web Token for clients whose CONNECT has no
+    /// password (`[auth.jwt] cookie`). `None`: cookies are ignored.
+    pub token_cookie: Option<String>,
 }
 
 impl Default for WsConfig {
@@ -85,6 +88,7 @@ impl Default for WsConfig {
             proxy: ProxyOptions::default(),
             http2: true,
             vhost: None,
+            token_cookie: None,
         }
     }
 }
@@ -131,6 +135,16 @@ pub async fn serve_ws(
 struct Accepted {
     on_upgrade: OnUpgrade,
     peer: SocketAddr,
+    token: Option<String>,
+}
+
+/// What the handshake learnt about the client, for CONNECT's authentication.
+#[derive(Default)]
+struct Credentials {
+    /// The user a verified TLS client certificate maps to.
+    cert_user: Option<String>,
+    /// The token cookie ([`WsConfig::token_cookie`]).
+    token: Option<String>,
 }
 
 async fn ws_connection(
@@ -163,7 +177,7 @@ async fn ws_connection(
         Handshook::Upgraded {
             upgraded,
             peer,
-            cert_user,
+            credentials,
         } => match upgraded.downcast::<TokioIo<Rewind<TcpStream>>>() {
             // Plain ws://: our own TCP stream, unboxed, so the connection can wait for
             // socket readiness without a read buffer. Bytes hyper read past the request (a
@@ -177,10 +191,17 @@ async fn ws_connection(
                     (false, false) => [parts.read_buf, pending].concat().into(),
                 };
                 if unread.is_empty() {
-                    tokio::spawn(mqtt_task(tcp, peer, cert_user, permit, broker, &config));
+                    tokio::spawn(mqtt_task(tcp, peer, credentials, permit, broker, &config));
                 } else {
                     let stream = Rewind::new(unread, tcp);
-                    tokio::spawn(mqtt_task(stream, peer, cert_user, permit, broker, &config));
+                    tokio::spawn(mqtt_task(
+                        stream,
+                        peer,
+                        credentials,
+                        permit,
+                        broker,
+                        &config,
+                    ));
                 }
             }
             // wss:// over HTTP/1.1. Not downcast: the TLS session already lives on the heap
@@ -188,7 +209,7 @@ async fn ws_connection(
             // so unboxing would gain nothing.
             Err(upgraded) => {
                 let io = TokioIo::new(upgraded);
-                let task = mqtt_task(io, peer, cert_user, permit, broker, &config);
+                let task = mqtt_task(io, peer, credentials, permit, broker, &config);
                 tokio::spawn(task);
             }
         },
@@ -209,7 +230,7 @@ async fn ws_connection(
 fn mqtt_task<S: ConnectionIo>(
     io: S,
     peer: SocketAddr,
-    cert_user: Option<String>,
+    credentials: Credentials,
     permit: ConnectionPermit,
     broker: Arc<Broker>,
     config: &WsConfig,
@@ -225,8 +246,11 @@ fn mqtt_task<S: ConnectionIo>(
     if let Some(grace) = config.keep_alive_grace {
         conn = conn.with_keep_alive_grace(grace);
     }
-    if let Some(user) = cert_user {
+    if let Some(user) = credentials.cert_user {
         conn = conn.with_certificate_user(user);
+    }
+    if let Some(token) = credentials.token {
+        conn = conn.with_cookie_token(token);
     }
     if let Some(vhost) = &config.vhost {
         conn = conn.with_listener_vhost(Arc::clone(vhost));
@@ -240,7 +264,7 @@ enum Handshook {
     Upgraded {
         upgraded: hyper::upgrade::Upgraded,
         peer: SocketAddr,
-        cert_user: Option<String>,
+        credentials: Credentials,
     },
     /// A TLS connection that chose HTTP/2: WebSockets come as extended CONNECT streams.
     /// (Boxed: a TLS session is large, and this enum lives in the connection's task.)
@@ -265,10 +289,13 @@ async fn handshake_phase(
     let Some(tls) = tls else {
         return Ok(http_upgrade(stream, peer, config)
             .await
-            .map(|(upgraded, peer)| Handshook::Upgraded {
+            .map(|(upgraded, peer, token)| Handshook::Upgraded {
                 upgraded,
                 peer,
-                cert_user: None,
+                credentials: Credentials {
+                    cert_user: None,
+                    token,
+                },
             }));
     };
     let stream = tls.wss_acceptor(config.http2).accept(stream).await?;
@@ -282,20 +309,20 @@ async fn handshake_phase(
     }
     Ok(http_upgrade(stream, peer, config)
         .await
-        .map(|(upgraded, peer)| Handshook::Upgraded {
+        .map(|(upgraded, peer, token)| Handshook::Upgraded {
             upgraded,
             peer,
-            cert_user,
+            credentials: Credentials { cert_user, token },
         }))
 }
 
-/// Runs one HTTP/1.1 exchange; returns the upgraded connection and the client address
-/// (from forwarding headers when `peer` is a trusted proxy).
+/// Runs one HTTP/1.1 exchange; returns the upgraded connection, the client address (from
+/// forwarding headers when `peer` is a trusted proxy) and the token cookie.
 async fn http_upgrade<S>(
     io: S,
     peer: SocketAddr,
     config: &Arc<WsConfig>,
-) -> Option<(hyper::upgrade::Upgraded, SocketAddr)>
+) -> Option<(hyper::upgrade::Upgraded, SocketAddr, Option<String>)>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -322,7 +349,7 @@ where
     }
     let accepted = slot.lock().unwrap_or_else(|e| e.into_inner()).take()?;
     match accepted.on_upgrade.await {
-        Ok(upgraded) => Some((upgraded, accepted.peer)),
+        Ok(upgraded) => Some((upgraded, accepted.peer, accepted.token)),
         Err(error) => {
             tracing::debug!(%peer, %error, "WebSocket upgrade failed");
             None
@@ -346,6 +373,7 @@ fn respond(
             *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(Accepted {
                 on_upgrade,
                 peer: client,
+                token: handshake::cookie_token(request.headers(), config),
             });
             let mut response = Response::new(Full::new(Bytes::new()));
             *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;

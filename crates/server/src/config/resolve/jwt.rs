@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use ferrymq_auth::{JwtAlgorithm, JwtConfig, JwtConfigError, JwtKey, JwtValidator};
 use toml::Spanned;
 
+use super::super::Settings;
 use super::super::file::{ConfigFile, JwtKeyEntry, JwtSection};
 use super::Resolver;
 
@@ -52,6 +53,51 @@ impl Resolver<'_> {
             self.error(Some(span), format!("auth.jwt: {problem}"));
         }
         Some(config)
+    }
+
+    /// `auth.jwt.cookie`: handed to every WebSocket listener, which takes the token from
+    /// that cookie for a CONNECT without a password. Browsers attach cookies to WebSockets
+    /// any page opens, so every WebSocket listener must have an Origin allow-list: without
+    /// one, any site a user visits could connect as that user.
+    pub(super) fn jwt_cookie(&mut self, file: &ConfigFile, settings: &mut Settings) {
+        let Some(cookie) = file
+            .auth
+            .jwt
+            .as_ref()
+            .and_then(|jwt| jwt.get_ref().cookie.as_ref())
+        else {
+            return;
+        };
+        let name = cookie.get_ref();
+        // A cookie name is an RFC 6265 token: visible ASCII without separators.
+        let is_token = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b));
+        if !is_token {
+            self.error(
+                Some(cookie.span()),
+                format!("auth.jwt.cookie: {name:?} is not a cookie name (visible ASCII, no separators such as ; = , or spaces)"),
+            );
+            return;
+        }
+        let listeners = settings
+            .websocket
+            .iter_mut()
+            .chain(settings.websocket_tls.iter_mut())
+            .map(|l| &mut l.config)
+            .chain(std::iter::once(&mut settings.websocket_defaults));
+        let mut open = false;
+        for config in listeners {
+            open |= config.allowed_origins.is_empty();
+            config.token_cookie = Some(name.clone());
+        }
+        if open {
+            self.error(
+                Some(cookie.span()),
+                "auth.jwt.cookie needs websocket.allowed_origins: a browser sends the cookie with WebSockets that any site opens, so only pages of allowed origins may use it".to_owned(),
+            );
+        }
     }
 
     fn jwt_algorithms(&mut self, section: &JwtSection) -> Vec<JwtAlgorithm> {

@@ -201,6 +201,8 @@ impl Resolver<'_> {
             },
             http2: Self::bool(&ws.http2, default.http2),
             vhost: self.vhost(&ws.vhost, "websocket.vhost"),
+            // From `[auth.jwt] cookie`, set once JWT is resolved (`Resolver::jwt_cookie`).
+            token_cookie: None,
         }
     }
 

@@ -165,3 +165,34 @@ fn origins() {
         assert!(bad.parse::<OriginPattern>().is_err(), "{bad}");
     }
 }
+
+#[test]
+fn the_token_cookie_is_found_among_others() {
+    let config = WsConfig {
+        token_cookie: Some("mqtt_token".to_owned()),
+        ..WsConfig::default()
+    };
+    let token = |cookies: &[&str]| {
+        let headers: Vec<_> = cookies.iter().map(|c| ("cookie", *c)).collect();
+        cookie_token(upgrade(&headers).headers(), &config)
+    };
+    assert_eq!(token(&["mqtt_token=a.b.c"]).as_deref(), Some("a.b.c"));
+    assert_eq!(
+        token(&["theme=dark; mqtt_token = a.b.c ;lang=en"]).as_deref(),
+        Some("a.b.c")
+    );
+    assert_eq!(token(&["mqtt_token=\"a.b.c\""]).as_deref(), Some("a.b.c"));
+    // Several Cookie headers (HTTP/2 sends one per cookie); the first match wins.
+    assert_eq!(
+        token(&["theme=dark", "mqtt_token=first", "mqtt_token=second"]).as_deref(),
+        Some("first")
+    );
+    // Names compare exactly; empty values and malformed pairs are no token.
+    assert_eq!(token(&["MQTT_TOKEN=a.b.c; xmqtt_token=d"]), None);
+    assert_eq!(token(&["mqtt_token="]), None);
+    assert_eq!(token(&["mqtt_token"]), None);
+    assert_eq!(token(&[]), None);
+    // A listener without `token_cookie` takes none.
+    let headers = upgrade(&[("cookie", "mqtt_token=a.b.c")]);
+    assert_eq!(cookie_token(headers.headers(), &WsConfig::default()), None);
+}
