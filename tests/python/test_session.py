@@ -6,7 +6,7 @@ import time
 import pytest
 from mqttc import V5, V311, props, uid
 from paho.mqtt.packettypes import PacketTypes
-from rawmqtt import DISCONNECT, PUBACK, PUBLISH, Closed
+from rawmqtt import DISCONNECT, PUBACK, PUBLISH, Closed, connected, disconnect_packet
 
 SESSION_TAKEN_OVER = 0x8E
 
@@ -160,10 +160,13 @@ def test_v5_clean_start_discards_old_session(broker, clients):
 def test_v5_disconnect_can_shorten_session_expiry(broker, clients):
     cid = uid("short")
     topic = uid("sess") + "/t"
-    s = clients.new(broker, cid, protocol=V5)
-    s.connect(properties=v5_connect_props(60))
-    s.subscribe(topic, 1)
-    s.disconnect(properties=props(PacketTypes.DISCONNECT, SessionExpiryInterval=0))
+    s = connected(broker, cid, properties={"SessionExpiryInterval": 60})
+    s.subscribe([(topic, 1)])
+    # A raw client, so that the test can wait for the broker to close the socket, i.e. to
+    # have handled the DISCONNECT: a reconnect racing an unprocessed DISCONNECT on another
+    # socket would take the session over instead (no order holds across connections).
+    s.send(disconnect_packet(properties={"SessionExpiryInterval": 0}))
+    s.wait_closed()
     s2 = clients.new(broker, cid, protocol=V5, clean=False)
     assert s2.connect(properties=v5_connect_props(60)).session_present is False
     s2.disconnect(properties=props(PacketTypes.DISCONNECT, SessionExpiryInterval=0))
