@@ -84,18 +84,20 @@ class Broker:
 
     limits / mqtt / server: dicts written to the [limits] / [mqtt] / [server] tables of a
     FerryMQ TOML config (and mapped onto Mosquitto options where Mosquitto has them).
+    tables: more FerryMQ tables by name, e.g. {"auth.http": {...}, "proxy": {...}}.
     """
 
     host = "127.0.0.1"
 
     def __init__(self, workdir: pathlib.Path, *, name="broker", allow_anonymous=False,
-                 limits=None, mqtt=None, server=None):
+                 limits=None, mqtt=None, server=None, tables=None):
         self.workdir = pathlib.Path(workdir)
         self.name = name
         self.allow_anonymous = allow_anonymous
         self.limits = dict(limits or {})
         self.mqtt = dict(mqtt or {})
         self.server = dict(server or {})
+        self.tables = dict(tables or {})
         self.port: int | None = None
         self.ws_port: int | None = None
         self.proc: subprocess.Popen | None = None
@@ -113,7 +115,8 @@ class Broker:
         if _ferrymq_has_flag("--ws-listen"):
             cmd += ["--ws-listen", f"{self.host}:{self.ws_port}"]
         cmd += ["--data-dir", str(self.data_dir)]
-        tables = {"server": self.server, "mqtt": self.mqtt, "limits": self.limits}
+        tables = {"server": self.server, "mqtt": self.mqtt, "limits": self.limits,
+                  **self.tables}
         if any(tables.values()):
             cfg = self.workdir / "ferrymq.toml"
             lines = []

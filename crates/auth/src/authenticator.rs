@@ -12,6 +12,9 @@
 //!    (three base64url segments separated by dots) is verified as a token instead: the
 //!    token names the user, may name the vhost, and its scopes are the permissions. The
 //!    CONNECT user name must then be empty or the token's user name.
+//! 5. With an HTTP authentication hook, the broker asks it about user name and password
+//!    logins ([`Authenticator::hook_subject`] says which and about whom) and maps an allow
+//!    to an identity with [`Authenticator::identity_from_hook`].
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
@@ -21,6 +24,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::config::{AuthConfig, AuthConfigError};
 use crate::definitions::Definitions;
+use crate::hook::HookGrant;
 use crate::jwt::{JwtValidator, TokenIdentity};
 use crate::password::{self, DUMMY_HASH, DigestKey, GUEST_HASH, VerifiedCache};
 use crate::password_hash::PasswordHash;
@@ -40,12 +44,38 @@ pub struct Identity {
     pub vhost: Arc<str>,
     /// Topic rights in that vhost, before placeholders are bound to the client id.
     pub permissions: Permissions,
-    /// When the credentials stop being valid: a token's `exp` plus the configured leeway.
-    /// The connection must be closed then (unless it re-authenticates). `None`: never.
+    /// When the credentials stop being valid: a token's `exp` plus the configured leeway,
+    /// or the hook's `expires_at`. The connection must be closed then (unless a token
+    /// connection re-authenticates). `None`: never.
     pub expires_at: Option<SystemTime>,
-    /// True when a JWT authenticated the client: its rights come from the token, not from
-    /// the internal database, and a fresh token may replace them (re-authentication).
-    pub from_token: bool,
+    /// Who vouched for the client, and so where its rights come from.
+    pub source: IdentitySource,
+}
+
+/// Who authenticated a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdentitySource {
+    /// The internal database, the config file's users or the built-in guest (also
+    /// anonymous clients): rights follow the database.
+    Internal,
+    /// A JWT: its rights come from the token, and a fresh token may replace them
+    /// (re-authentication).
+    Token,
+    /// The HTTP authentication hook: its rights come from the hook's answer.
+    Hook,
+}
+
+/// Whom the HTTP authentication hook would be asked about (see
+/// [`Authenticator::hook_subject`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HookSubject<'a> {
+    /// The user name without its `vhost:` prefix.
+    pub username: &'a str,
+    /// The vhost that selection picked (prefix, listener, `/`).
+    pub vhost: &'a str,
+    /// The internal database (config users, database users, the built-in guest) knows
+    /// this user name.
+    pub known_internally: bool,
 }
 
 /// Why a CONNECT was refused. Deliberately coarse: telling a client *which* check failed
@@ -62,6 +92,10 @@ pub enum AuthFailure {
     /// Good credentials, but no access to the requested vhost (or it does not exist).
     #[error("no access to the virtual host")]
     VhostNotAllowed,
+    /// The authentication service that had to decide (the HTTP hook) could not: the client
+    /// may try again later.
+    #[error("the authentication service is unavailable")]
+    Unavailable,
 }
 
 /// Everything about one CONNECT that authentication looks at.
@@ -335,7 +369,7 @@ impl Authenticator {
                 vhost: self.vhost_name(vhost),
                 permissions: full_with_sys(),
                 expires_at: None,
-                from_token: false,
+                source: IdentitySource::Internal,
             });
         };
         let directory = self.directory();
@@ -372,7 +406,7 @@ impl Authenticator {
             vhost: self.vhost_name(vhost),
             permissions,
             expires_at: None,
-            from_token: false,
+            source: IdentitySource::Internal,
         })
     }
 
@@ -406,7 +440,7 @@ impl Authenticator {
             vhost: self.vhost_name(vhost),
             permissions: token.permissions_for(vhost),
             expires_at: self.token_deadline(&token),
-            from_token: true,
+            source: IdentitySource::Token,
         })
     }
 
@@ -419,7 +453,7 @@ impl Authenticator {
         token: &[u8],
         now: SystemTime,
     ) -> Result<Identity, ReauthFailure> {
-        if self.jwt.is_none() || !identity.from_token {
+        if self.jwt.is_none() || identity.source != IdentitySource::Token {
             return Err(ReauthFailure::NotAvailable);
         }
         let token = self
@@ -478,8 +512,9 @@ impl Authenticator {
             return Some(full_with_sys());
         }
         let directory = self.directory();
-        if identity.from_token {
-            // The token's rights stand until it expires; only the vhost can disappear.
+        if identity.source != IdentitySource::Internal {
+            // A token's or the hook's rights stand until they expire; only the vhost can
+            // disappear.
             let vhost_exists =
                 &*identity.vhost == DEFAULT_VHOST || directory.vhosts.contains(&*identity.vhost);
             return vhost_exists.then(|| identity.permissions.clone());
@@ -514,6 +549,50 @@ impl Authenticator {
             // Unknown users cost a dummy argon2 run, see `authenticate_request`.
             (None, _) => password.is_none(),
         }
+    }
+
+    /// Whom the HTTP authentication hook would be asked about for this CONNECT: the user
+    /// name without its `vhost:` prefix, the vhost selection picked, and whether the
+    /// internal database knows the user. `None` when the hook has no say: anonymous
+    /// clients, TLS certificate logins, and passwords that are tokens (when JWT is on).
+    /// Tokens sent as v5 Authentication Data never come here: the broker checks them first.
+    pub fn hook_subject<'a>(&self, request: &AuthRequest<'a>) -> Option<HookSubject<'a>> {
+        if request.certificate_user.is_some()
+            || (self.jwt.is_some() && request.password.is_some_and(looks_like_jwt))
+        {
+            return None;
+        }
+        let listener_vhost = request.listener_vhost.unwrap_or(DEFAULT_VHOST);
+        let (vhost, username) = self.split_vhost(request.username, listener_vhost);
+        let username = username?;
+        let known_internally = self.find_user(&self.directory(), username).is_some();
+        Some(HookSubject {
+            username,
+            vhost,
+            known_internally,
+        })
+    }
+
+    /// The identity of a client the hook let in: the hook's vhost (else the one selection
+    /// picked), which must be `/` or exist in the database, like a token's; the hook's
+    /// rights and expiry.
+    pub fn identity_from_hook(
+        &self,
+        subject: &HookSubject<'_>,
+        grant: &HookGrant,
+    ) -> Result<Identity, AuthFailure> {
+        let vhost = grant.vhost.as_deref().unwrap_or(subject.vhost);
+        if vhost != DEFAULT_VHOST && !self.directory().vhosts.contains(vhost) {
+            return Err(AuthFailure::VhostNotAllowed);
+        }
+        Ok(Identity {
+            username: Arc::from(subject.username),
+            anonymous: false,
+            vhost: self.vhost_name(vhost),
+            permissions: grant.permissions.clone(),
+            expires_at: grant.expires_at,
+            source: IdentitySource::Hook,
+        })
     }
 
     /// `vhost:user` → (vhost, user), split at the last colon (vhost names may contain

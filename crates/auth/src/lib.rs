@@ -17,13 +17,15 @@
 //!
 //! Modules, by concern: `permissions` (allow/deny filters, placeholders, `$SYS`),
 //! `definitions` (users, tags, vhosts, limits; our JSON export format), `rabbit` (RabbitMQ
-//! definitions import), `jwt` (tokens for browsers), `throttle` (failed logins per source).
+//! definitions import), `jwt` (tokens for browsers), `hook` (the HTTP authentication hook's
+//! request, answers and answer cache), `throttle` (failed logins per source).
 //! See `docs/access-control.md` for the model as operators see it.
 
 mod authenticator;
 mod config;
 pub mod definitions;
 mod filters;
+pub mod hook;
 pub mod jwt;
 mod password;
 mod password_hash;
@@ -32,13 +34,15 @@ pub mod rabbit;
 mod throttle;
 
 pub use authenticator::{
-    AuthFailure, AuthRequest, Authenticator, DEFAULT_VHOST, Identity, ReauthFailure, looks_like_jwt,
+    AuthFailure, AuthRequest, Authenticator, DEFAULT_VHOST, HookSubject, Identity, IdentitySource,
+    ReauthFailure, looks_like_jwt,
 };
 pub use config::{AuthConfig, AuthConfigError, UserConfig};
 
 pub use definitions::{
     Definitions, DefinitionsError, PermissionRecord, Tag, UserRecord, VhostRecord,
 };
+pub use hook::{HookCache, HookGrant, HookRequest, HookResponseError, HookVerdict};
 pub use jwt::{
     JwtAlgorithm, JwtConfig, JwtConfigError, JwtError, JwtKey, JwtValidator, TokenIdentity,
 };

@@ -91,6 +91,11 @@ impl DigestKey {
         Ok(DigestKey(key))
     }
 
+    /// The key itself, for digests of other things than passwords (the hook cache's keys).
+    pub(crate) fn bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
     /// SHA-256(key || password). A plain prefix-keyed hash is enough: the digest never
     /// leaves the process, so length extension (the reason HMAC exists) gives nothing.
     pub(crate) fn digest(&self, password: &[u8]) -> [u8; 32] {

@@ -5,18 +5,18 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use ferrymq_codec::{
-    AckProperties, ConnAck, ConnAckProperties, Connect, DecodeError, Decoder, Disconnect, Packet,
+    AckProperties, ConnAck, ConnAckProperties, DecodeError, Decoder, Disconnect, Packet,
     ProtocolVersion, PubAck, PubComp, PubRec, Publish, QoS, ReasonCode, SubAck, Subscribe,
     UnsubAck, Unsubscribe, encode,
 };
 use ferrymq_session::{ConnectionState, Delivery, InboundTopicError, Message, Subscription};
 use ferrymq_topic::{SubscriptionFilter, parse_subscription_filter, validate_topic_name};
 
-use ferrymq_auth::{AuthFailure, AuthRequest, Identity};
+use ferrymq_auth::Identity;
 
 use crate::connection_limits::LimitSlot;
 use crate::metrics::Metrics;
@@ -24,9 +24,9 @@ use crate::permission_cache::PermissionCache;
 use crate::registry::{CloseKind, SessionHandle};
 use crate::{Broker, ConnectionPermit};
 
+mod authenticate;
+mod connect;
 mod reauth;
-
-use reauth::{JWT_METHOD, deadline_of};
 
 /// Payload bytes one delivery turn moves from the session queue to the output buffer.
 const TRANSMIT_BUDGET: usize = 64 * 1024;
@@ -85,7 +85,34 @@ pub struct Connection {
     handshake: Option<Box<HandshakeCredentials>>,
     /// The listener's default vhost (clients without a `vhost:` prefix land there).
     listener_vhost: Option<Arc<str>>,
+    /// How the client reached the broker, for the authentication hook.
+    transport: Option<Transport>,
     _permit: ConnectionPermit,
+}
+
+/// How a client reached the broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// MQTT over TCP.
+    Tcp,
+    /// MQTT over TLS.
+    Tls,
+    /// MQTT over WebSocket.
+    Ws,
+    /// MQTT over WebSocket over TLS.
+    Wss,
+}
+
+impl Transport {
+    /// `tcp`, `tls`, `ws` or `wss`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Tcp => "tcp",
+            Transport::Tls => "tls",
+            Transport::Ws => "ws",
+            Transport::Wss => "wss",
+        }
+    }
 }
 
 impl Connection {
@@ -108,6 +135,7 @@ impl Connection {
             keep_alive_grace,
             handshake: None,
             listener_vhost: None,
+            transport: None,
             _permit: permit,
         }
     }
@@ -140,6 +168,12 @@ impl Connection {
     /// otherwise (`vhost:user`).
     pub fn with_listener_vhost(mut self, vhost: Arc<str>) -> Connection {
         self.listener_vhost = Some(vhost);
+        self
+    }
+
+    /// Tells the authentication hook how the client came in.
+    pub fn with_transport(mut self, transport: Transport) -> Connection {
+        self.transport = Some(transport);
         self
     }
 
@@ -246,7 +280,7 @@ impl Connection {
             .and_then(|e| e.token_deadline)
             .is_some_and(|expiry| expiry <= now)
         {
-            tracing::info!(peer = %self.peer, client_id = %self.client_id(), "closing connection: token expired");
+            tracing::info!(peer = %self.peer, client_id = %self.client_id(), "closing connection: its credentials expired");
             return Err(self.disconnect(ReasonCode::MaximumConnectTime));
         }
         Metrics::inc(&self.broker.metrics.keep_alive_timeouts);
@@ -414,292 +448,6 @@ impl Connection {
             properties: ConnAckProperties::default(),
         }));
         Closed
-    }
-
-    async fn on_connect(&mut self, connect: Connect) -> Result<(), Closed> {
-        let protocol = connect.protocol;
-        self.protocol = Some(protocol);
-        let broker = Arc::clone(&self.broker);
-        let limits = &broker.config.limits;
-        let mqtt = &broker.config.mqtt;
-        let v5 = protocol.is_v5();
-
-        // The only method offered is `JWT` (the token in Authentication Data, one round
-        // trip), and only when JWT is configured.
-        let jwt_method =
-            v5 && connect.properties.authentication_method.as_deref() == Some(JWT_METHOD);
-        if v5
-            && connect.properties.authentication_method.is_some()
-            && !(jwt_method && broker.auth.jwt_enabled())
-        {
-            tracing::info!(peer = %self.peer, "refusing CONNECT: unsupported authentication method");
-            return Err(self.refuse(ReasonCode::BadAuthenticationMethod));
-        }
-        let assigned = connect.client_id.is_empty();
-        if assigned && protocol == ProtocolVersion::V3_1 {
-            // MQTT 3.1 requires 1 to 23 characters; assigned ids came with 3.1.1.
-            return Err(self.refuse(ReasonCode::ClientIdentifierNotValid));
-        }
-        if assigned && !v5 && !connect.clean_start {
-            // A server-assigned id cannot resume anything [MQTT-3.1.3-8].
-            return Err(self.refuse(ReasonCode::ClientIdentifierNotValid));
-        }
-        if connect.client_id.len() > limits.max_client_id_length {
-            tracing::info!(peer = %self.peer, "refusing CONNECT: client id longer than max_client_id_length");
-            return Err(self.refuse(ReasonCode::ClientIdentifierNotValid));
-        }
-        if let Some(will) = &connect.will {
-            if validate_topic_name(&will.topic, &broker.topic_limits).is_err() {
-                Metrics::inc(&broker.metrics.topics_invalid);
-                return Err(self.refuse(ReasonCode::TopicNameInvalid));
-            }
-            if let Some(response) = &will.properties.response_topic
-                && validate_topic_name(response, &broker.topic_limits).is_err()
-            {
-                // [MQTT-3.1.3-?]: the Response Topic must be a valid topic name.
-                return Err(self.refuse(ReasonCode::ProtocolError));
-            }
-            if will.qos > mqtt.maximum_qos {
-                return Err(self.refuse(ReasonCode::QoSNotSupported));
-            }
-            if will.retain && !mqtt.retain_available {
-                return Err(self.refuse(ReasonCode::RetainNotSupported));
-            }
-        }
-
-        let auth_generation = broker.auth.generation();
-        if let Err(blocked) = broker.throttle().check(self.peer.ip(), Instant::now()) {
-            Metrics::inc(&broker.metrics.logins_throttled);
-            tracing::warn!(peer = %self.peer, retry_after_secs = blocked.retry_after.as_secs(), "refusing CONNECT: too many failed logins from this address");
-            // v5 can say why; v3's closest code is "server unavailable".
-            return Err(self.refuse(ReasonCode::ConnectionRateExceeded));
-        }
-        let identity = match self.authenticate(&connect).await {
-            Ok(identity) => {
-                broker
-                    .throttle()
-                    .record_success(self.peer.ip(), Instant::now());
-                identity
-            }
-            Err(failure) => {
-                Metrics::inc(&broker.metrics.auth_failures);
-                if failure == AuthFailure::BadCredentials
-                    && broker
-                        .throttle()
-                        .record_failure(self.peer.ip(), Instant::now())
-                {
-                    tracing::warn!(peer = %self.peer, "too many failed logins: blocking this address for a while");
-                }
-                tracing::info!(peer = %self.peer, username = connect.username.as_deref().unwrap_or(""), %failure, "refusing CONNECT");
-                let reason = match failure {
-                    AuthFailure::BadCredentials => ReasonCode::BadUserNameOrPassword,
-                    AuthFailure::AnonymousNotAllowed | AuthFailure::VhostNotAllowed => {
-                        ReasonCode::NotAuthorized
-                    }
-                };
-                return Err(self.refuse(reason));
-            }
-        };
-        let (user_limit, vhost_limit) = broker.auth.connection_limits(&identity);
-        let limit_slot = match broker.connection_counts.acquire(
-            &identity.username,
-            &identity.vhost,
-            user_limit,
-            vhost_limit,
-        ) {
-            Ok(slot) => slot,
-            Err(which) => {
-                Metrics::inc(&broker.metrics.connections_refused_user_or_vhost_limit);
-                tracing::info!(peer = %self.peer, user = %identity.username, vhost = %identity.vhost, limit = ?which, "refusing CONNECT: max_connections reached");
-                return Err(self.refuse(ReasonCode::QuotaExceeded));
-            }
-        };
-
-        let client_id: Arc<str> = match assigned {
-            true => Arc::from(format!("ferrymq-{:016x}", self.id ^ random_salt())),
-            false => Arc::from(connect.client_id.as_str()),
-        };
-        let mut permissions = PermissionCache::new(
-            &identity.permissions,
-            &identity.username,
-            &client_id,
-            &identity.vhost,
-        );
-        if let Some(will) = &connect.will
-            && !permissions.may_publish(&will.topic)
-        {
-            tracing::info!(peer = %self.peer, username = %identity.username, topic = %will.topic, "refusing CONNECT: will topic not allowed");
-            return Err(self.refuse(ReasonCode::NotAuthorized));
-        }
-        let requested_expiry = match protocol {
-            ProtocolVersion::V5 => connect.properties.session_expiry_interval.unwrap_or(0),
-            _ if connect.clean_start => 0,
-            _ => mqtt.max_session_expiry,
-        };
-        let expiry = requested_expiry.min(mqtt.max_session_expiry);
-
-        let now = Instant::now();
-        let vhost = broker.ensure_vhost(&identity.vhost);
-        let attached = broker.attach(&vhost, &client_id, self.id, connect.clean_start, now);
-        let mut state = ConnectionState::new(protocol, now);
-        state.keep_alive = Duration::from_secs(u64::from(connect.keep_alive));
-        let mut server_keep_alive = None;
-        if v5
-            && let Some(server) = mqtt.server_keep_alive
-            && (connect.keep_alive == 0 || connect.keep_alive > server)
-        {
-            state.keep_alive = Duration::from_secs(u64::from(server));
-            server_keep_alive = Some(server);
-        }
-        if v5 {
-            let props = &connect.properties;
-            state.client_receive_maximum = props.receive_maximum.unwrap_or(u16::MAX);
-            state.client_maximum_packet_size = props.maximum_packet_size.unwrap_or(u32::MAX);
-            state.client_topic_alias_maximum = props.topic_alias_maximum.unwrap_or(0);
-            state.server_topic_alias_maximum = limits.topic_alias_maximum;
-            state.request_problem_information = props.request_problem_information.unwrap_or(true);
-        }
-        {
-            let mut inner = attached.session.lock();
-            inner.state.expiry_interval = expiry;
-            // The will's payload points into the read buffer the CONNECT came in: copy it,
-            // so a stored will does not keep that whole buffer alive for the session's life.
-            inner.state.will = connect.will.map(|mut will| {
-                will.payload = Bytes::copy_from_slice(&will.payload);
-                Box::new(will)
-            });
-        }
-        self.decoder.set_max_packet_size(limits.max_packet_size);
-
-        let properties = match v5 {
-            false => ConnAckProperties::default(),
-            true => ConnAckProperties {
-                session_expiry_interval: (expiry != requested_expiry).then_some(expiry),
-                receive_maximum: Some(limits.max_inflight),
-                maximum_qos: (mqtt.maximum_qos < QoS::ExactlyOnce).then_some(mqtt.maximum_qos),
-                retain_available: (!mqtt.retain_available).then_some(false),
-                maximum_packet_size: Some(limits.max_packet_size),
-                assigned_client_identifier: assigned.then(|| client_id.to_string()),
-                topic_alias_maximum: (limits.topic_alias_maximum > 0)
-                    .then_some(limits.topic_alias_maximum),
-                shared_subscription_available: (!mqtt.shared_subscriptions_available)
-                    .then_some(false),
-                server_keep_alive,
-                authentication_method: jwt_method.then(|| JWT_METHOD.to_owned()),
-                ..ConnAckProperties::default()
-            },
-        };
-        self.send(&Packet::ConnAck(ConnAck {
-            session_present: attached.session_present,
-            reason_code: ReasonCode::Success,
-            properties,
-        }));
-        tracing::info!(
-            peer = %self.peer,
-            client_id = %client_id,
-            protocol = protocol.level(),
-            clean_start = connect.clean_start,
-            session_present = attached.session_present,
-            keep_alive = connect.keep_alive,
-            "client connected"
-        );
-        let token_deadline = identity.expires_at.and_then(deadline_of);
-        if attached.session_present {
-            // The session's subscriptions were granted under rights that may have changed.
-            self.revoke_disallowed_subscriptions(&attached.session, &permissions);
-        }
-        self.established = Some(Established {
-            session: attached.session,
-            state,
-            identity,
-            permissions,
-            auth_generation,
-            _limit_slot: limit_slot,
-            connect_expiry: expiry,
-            token_deadline,
-            jwt_method,
-        });
-        if let Some(e) = &mut self.established {
-            let mut resent = Vec::new();
-            {
-                let mut inner = e.session.lock();
-                let dropped = inner.state.resend_inflight(&mut e.state, now, &mut resent);
-                Metrics::add(
-                    &self.broker.metrics.messages_dropped_too_large,
-                    dropped.too_large as u64,
-                );
-            }
-            for packet in &resent {
-                self.send(packet);
-            }
-        }
-        Ok(())
-    }
-
-    async fn authenticate(
-        &mut self,
-        connect: &Connect,
-    ) -> Result<ferrymq_auth::Identity, ferrymq_auth::AuthFailure> {
-        let username = connect.username.clone().filter(|u| !u.is_empty());
-        let password: Option<Bytes> = connect.password.clone();
-        // Used once: nothing of the handshake is kept for the connection's life.
-        let handshake = self.handshake.take().map(|h| *h).unwrap_or_default();
-        let certificate_user = handshake.certificate_user;
-        // A certificate wins. Then the token of the `JWT` method (in Authentication Data;
-        // on_connect checked that JWT is on), then a cookie's token when CONNECT has no
-        // password: credentials the client sends on purpose beat the ones its browser adds.
-        let token: Option<Bytes> = if certificate_user.is_some() {
-            None
-        } else if connect.properties.authentication_method.as_deref() == Some(JWT_METHOD) {
-            Some(
-                connect
-                    .properties
-                    .authentication_data
-                    .clone()
-                    .unwrap_or_default(),
-            )
-        } else if password.is_none()
-            && let Some(cookie) = handshake.cookie_token
-            && self.broker.auth.jwt_enabled()
-        {
-            tracing::debug!(peer = %self.peer, "authenticating with the token cookie");
-            Some(Bytes::from(cookie))
-        } else {
-            None
-        };
-        let cheap = certificate_user.is_some()
-            || token.is_some()
-            || self
-                .broker
-                .auth
-                .is_cheap(connect.username.as_deref(), connect.password.as_deref());
-        let ip = self.peer.ip();
-        let broker = Arc::clone(&self.broker);
-        let listener_vhost = self.listener_vhost.clone();
-        let decide = move |broker: &Broker| {
-            let request = AuthRequest {
-                username: username.as_deref(),
-                password: password.as_deref(),
-                peer: ip,
-                listener_vhost: listener_vhost.as_deref(),
-                certificate_user: certificate_user.as_deref(),
-                now: SystemTime::now(),
-            };
-            match &token {
-                Some(token) => broker.auth.authenticate_token(&request, token),
-                None => broker.auth.authenticate_request(&request),
-            }
-        };
-        if cheap {
-            return decide(&broker);
-        }
-        // Password hashing is deliberately slow: keep it off the async workers, and bound
-        // how many run at once so a flood of bad passwords cannot take every core.
-        let Ok(_slot) = self.broker.password_checks.acquire().await else {
-            return Err(ferrymq_auth::AuthFailure::BadCredentials);
-        };
-        let verdict = tokio::task::spawn_blocking(move || decide(&broker)).await;
-        verdict.unwrap_or(Err(ferrymq_auth::AuthFailure::BadCredentials))
     }
 
     fn on_publish(&mut self, mut publish: Publish) -> Result<(), Closed> {
@@ -1086,15 +834,4 @@ impl Drop for Connection {
     fn drop(&mut self) {
         self.on_closed();
     }
-}
-
-/// Per-process salt for assigned client ids, so ids differ between broker runs.
-fn random_salt() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    static SALT: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    *SALT.get_or_init(|| {
-        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-        hasher.write(b"ferrymq");
-        hasher.finish()
-    })
 }

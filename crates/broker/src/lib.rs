@@ -1,8 +1,10 @@
 //! The running core of FerryMQ: the session registry and takeover, routing through the
 //! subscription trie into bounded per-session queues, retained messages, wills, limits and
 //! metrics. It knows nothing of transports: a transport hands each connection's decoded
-//! bytes to a [`Connection`] and writes back what it produces.
+//! bytes to a [`Connection`] and writes back what it produces. It also owns the one outbound
+//! client the broker has, the optional HTTP authentication hook ([`AuthHook`]).
 
+pub mod auth_hook;
 pub mod config;
 mod connection;
 mod connection_limits;
@@ -22,8 +24,9 @@ use ferrymq_session::QueueLimits;
 use ferrymq_topic::TopicLimits;
 use tokio_util::sync::CancellationToken;
 
+pub use auth_hook::{AuthHook, AuthHookConfig, AuthHookError, HookOnError, HookOrder};
 pub use config::{BrokerConfig, Limits, MqttSettings};
-pub use connection::{Closed, Connection};
+pub use connection::{Closed, Connection, Transport};
 pub use metrics::Metrics;
 pub use registry::{CloseKind, SessionHandle};
 pub use router::PublishOutcome;
@@ -46,6 +49,8 @@ pub struct Broker {
     connection_counts: Arc<connection_limits::ConnectionCounts>,
     /// Failed logins per source address (the real one, behind trusted proxies).
     login_throttle: std::sync::Mutex<LoginThrottle>,
+    /// The HTTP authentication hook, when configured.
+    auth_hook: Option<AuthHook>,
 }
 
 /// Counts one open network connection; dropping it releases the slot.
@@ -70,6 +75,23 @@ impl std::fmt::Debug for Broker {
 
 impl Broker {
     pub fn new(config: BrokerConfig, auth: Authenticator) -> Arc<Broker> {
+        Broker::build(config, auth, None)
+    }
+
+    /// A broker that asks `hook` about logins (see `docs/access-control.md`).
+    pub fn with_auth_hook(
+        config: BrokerConfig,
+        auth: Authenticator,
+        hook: AuthHook,
+    ) -> Arc<Broker> {
+        Broker::build(config, auth, Some(hook))
+    }
+
+    fn build(
+        config: BrokerConfig,
+        auth: Authenticator,
+        auth_hook: Option<AuthHook>,
+    ) -> Arc<Broker> {
         let topic_limits = TopicLimits {
             max_topic_length: config.limits.max_topic_length,
             max_topic_levels: config.limits.max_topic_levels,
@@ -97,6 +119,7 @@ impl Broker {
             password_checks: tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
             ),
+            auth_hook,
         })
     }
 
@@ -182,6 +205,11 @@ impl Broker {
                 }
             }
         }
+    }
+
+    /// The HTTP authentication hook, when configured.
+    pub fn auth_hook(&self) -> Option<&AuthHook> {
+        self.auth_hook.as_ref()
     }
 
     /// The authenticator, for callers that replace its definitions.

@@ -35,6 +35,13 @@ counters! {
     auth_failures,
     /// CONNECTs refused because their address failed to log in too often (`max_failed_logins`).
     logins_throttled,
+    /// Requests sent to the HTTP authentication hook.
+    auth_hook_requests,
+    /// Hook requests that gave no answer: timeout, connection error, a status other than
+    /// 200, an invalid body. `on_error` decided those logins.
+    auth_hook_errors,
+    /// Logins the hook's cached answers decided without a request.
+    auth_hook_cache_hits,
     /// Clients disconnected for keep-alive expiry.
     keep_alive_timeouts,
     /// Connections closed for a malformed packet or a protocol violation.

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use ferrymq_auth::{Authenticator, JwtValidator};
-use ferrymq_broker::{Broker, Metrics};
+use ferrymq_broker::{AuthHook, Broker, Metrics};
 use ferrymq_transport::tls::TlsReloader;
 use ferrymq_transport::{MqttListenerOptions, bind_tcp, serve_mqtt, serve_ws};
 
@@ -33,7 +33,14 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         .load_valid()
         .context("cannot load the access-control definitions")?;
     warn_about_undefined_vhosts(&settings, &initial);
-    let broker = Broker::new(settings.broker, auth);
+    let broker = match &settings.auth_hook {
+        Some(config) => {
+            let hook = AuthHook::new(config.clone()).context("invalid [auth.http] settings")?;
+            tracing::info!(url = config.display_url(), order = ?config.order, on_error = ?config.on_error, "HTTP authentication hook on");
+            Broker::with_auth_hook(settings.broker, auth, hook)
+        }
+        None => Broker::new(settings.broker, auth),
+    };
     broker.auth().replace_definitions(&initial);
     tracing::info!(
         file = %database.path().display(),

@@ -130,6 +130,11 @@ pub struct ServeArgs {
     /// (server.log_level).
     #[arg(long, value_name = "LEVEL", env = "FERRYMQ_LOG_LEVEL", value_parser = parse_log_level)]
     pub log_level: Option<String>,
+
+    /// HTTP authentication hook URL (auth.http.url): replaces the file's, or turns the hook
+    /// on with the default settings. See docs/access-control.md.
+    #[arg(long, value_name = "URL", env = "FERRYMQ_AUTH_HTTP_URL", value_parser = parse_hook_url)]
+    pub auth_http_url: Option<String>,
 }
 
 /// `ferrymq check-config`
@@ -171,6 +176,7 @@ impl ServeArgs {
             data_dir: self.data_dir.clone(),
             allow_anonymous: self.allow_anonymous,
             log_level: self.log_level.clone(),
+            auth_http_url: self.auth_http_url.clone(),
         }
     }
 
@@ -226,6 +232,14 @@ fn parse_listen_addr(value: &str) -> Result<SocketAddr, String> {
     value.trim().parse().map_err(|_| {
         format!("{value:?} is not an IP:PORT address such as 0.0.0.0:1883 or [::]:1883")
     })
+}
+
+fn parse_hook_url(value: &str) -> Result<String, String> {
+    let url = value.trim();
+    ferrymq_broker::AuthHookConfig::with_url(url)
+        .check()
+        .map(|()| url.to_owned())
+        .map_err(|error| error.to_string())
 }
 
 fn parse_log_level(value: &str) -> Result<String, String> {

@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferrymq_auth::{AuthConfig, JwtConfig};
+use ferrymq_broker::AuthHookConfig;
 use ferrymq_broker::config::BrokerConfig;
 use ferrymq_transport::proxy::TrustedProxies;
 use ferrymq_transport::tls::TlsSettings;
@@ -35,6 +36,9 @@ pub struct Settings {
     /// `[auth.jwt]`: token verification; `None`: JWT authentication off. Key files were
     /// readable and valid when the settings were resolved.
     pub jwt: Option<JwtConfig>,
+    /// `[auth.http]`: the HTTP authentication hook; `None`: off. Checked
+    /// ([`AuthHookConfig::check`]) when the settings were resolved.
+    pub auth_hook: Option<AuthHookConfig>,
     /// MQTT-over-TCP listen addresses.
     pub mqtt_listen: Vec<SocketAddr>,
     /// The MQTT/TCP listeners' default vhost (`mqtt.vhost`); `None`: `/`.
@@ -87,6 +91,7 @@ impl Default for Settings {
             broker: BrokerConfig::default(),
             auth: AuthConfig::default(),
             jwt: None,
+            auth_hook: None,
             // mqtt.listen = ["0.0.0.0:1883"]
             mqtt_listen: vec![SocketAddr::from(([0, 0, 0, 0], 1883))],
             mqtt_vhost: None,
@@ -129,6 +134,9 @@ pub struct Overrides {
     pub allow_anonymous: Option<bool>,
     /// Replaces `server.log_level` (already validated by [`check_log_level`]).
     pub log_level: Option<String>,
+    /// Replaces `auth.http.url`, or turns the hook on with the defaults when the file has no
+    /// `[auth.http]` (already checked to be an http:// or https:// URL).
+    pub auth_http_url: Option<String>,
 }
 
 impl Settings {
@@ -165,6 +173,12 @@ impl Settings {
         }
         if let Some(log_level) = &overrides.log_level {
             self.log_level.clone_from(log_level);
+        }
+        if let Some(url) = &overrides.auth_http_url {
+            match &mut self.auth_hook {
+                Some(hook) => hook.url.clone_from(url),
+                None => self.auth_hook = Some(AuthHookConfig::with_url(url.clone())),
+            }
         }
     }
 }

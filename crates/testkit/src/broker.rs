@@ -10,9 +10,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ferrymq_auth::{AuthConfig, Authenticator, JwtConfig, JwtValidator};
-use ferrymq_broker::{Broker, BrokerConfig, Connection, Limits, Metrics, MqttSettings};
+use ferrymq_broker::{
+    AuthHook, AuthHookConfig, Broker, BrokerConfig, Connection, Limits, Metrics, MqttSettings,
+};
 use ferrymq_transport::driver::run_connection;
-use ferrymq_transport::{bind_tcp, serve_tcp};
+use ferrymq_transport::{MqttListenerOptions, bind_tcp, serve_mqtt};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
@@ -24,6 +26,8 @@ pub struct TestBrokerBuilder {
     config: BrokerConfig,
     auth: AuthConfig,
     jwt: Option<JwtConfig>,
+    auth_hook: Option<AuthHookConfig>,
+    listener: MqttListenerOptions,
     keep_alive_grace: Option<f32>,
 }
 
@@ -58,6 +62,20 @@ impl TestBrokerBuilder {
         self
     }
 
+    /// Turns the HTTP authentication hook on (`Broker::with_auth_hook`).
+    pub fn auth_hook(mut self, hook: AuthHookConfig) -> Self {
+        self.auth_hook = Some(hook);
+        self
+    }
+
+    /// Serves the listener with these options (PROXY protocol, the listener's default
+    /// vhost) as the binary's MQTT/TCP listeners do. Ignored with
+    /// [`TestBrokerBuilder::connection_keep_alive_grace`].
+    pub fn listener(mut self, options: MqttListenerOptions) -> Self {
+        self.listener = options;
+        self
+    }
+
     /// Lets clients without a username in (as user `anonymous`).
     pub fn allow_anonymous(mut self, allow: bool) -> Self {
         self.auth.allow_anonymous = allow;
@@ -81,11 +99,18 @@ impl TestBrokerBuilder {
                 .map_err(|error| io::Error::new(io::ErrorKind::InvalidInput, error))?;
             auth = auth.with_jwt(validator);
         }
-        let broker = Broker::new(self.config, auth);
+        let broker = match self.auth_hook {
+            Some(hook) => {
+                let hook = AuthHook::new(hook)
+                    .map_err(|error| io::Error::new(io::ErrorKind::InvalidInput, error))?;
+                Broker::with_auth_hook(self.config, auth, hook)
+            }
+            None => Broker::new(self.config, auth),
+        };
         let listener = bind_tcp(SocketAddr::from(([127, 0, 0, 1], 0)))?;
         let addr = listener.local_addr()?;
         let accept = match self.keep_alive_grace {
-            None => tokio::spawn(serve_tcp(listener, Arc::clone(&broker))),
+            None => tokio::spawn(serve_mqtt(listener, Arc::clone(&broker), self.listener)),
             Some(grace) => tokio::spawn(serve_with_grace(listener, Arc::clone(&broker), grace)),
         };
         Ok(TestBroker {

@@ -41,7 +41,7 @@ fn identity(name: &str) -> Identity {
             ..Permissions::full()
         },
         expires_at: None,
-        from_token: false,
+        source: IdentitySource::Internal,
     }
 }
 
@@ -63,7 +63,7 @@ fn anonymous_is_let_in_only_when_allowed() {
             ..Permissions::full()
         },
         expires_at: None,
-        from_token: false,
+        source: IdentitySource::Internal,
     };
     assert_eq!(open.authenticate(None, None, REMOTE), Ok(anonymous.clone()));
     assert_eq!(
@@ -580,7 +580,7 @@ mod jwt {
             .unwrap();
         assert_eq!(&*id.username, "web");
         assert_eq!(&*id.vhost, "public");
-        assert!(id.from_token && !id.anonymous);
+        assert!(id.source == IdentitySource::Token && !id.anonymous);
         assert_eq!(id.permissions.publish.allow, vec!["chat/#".to_owned()]);
         assert!(id.permissions.subscribe.allow.is_empty());
         // exp plus the 5 s leeway.
@@ -709,7 +709,7 @@ mod jwt {
             Err(ReauthFailure::InvalidToken)
         );
         let password_user = Identity {
-            from_token: false,
+            source: IdentitySource::Internal,
             ..id
         };
         assert_eq!(

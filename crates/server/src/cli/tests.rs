@@ -53,6 +53,8 @@ fn serve_flags_become_overrides() {
         "127.0.0.1:8080",
         "--ws-listen",
         "[::1]:8080,127.0.0.1:8081",
+        "--auth-http-url",
+        "http://127.0.0.1:9000/auth",
     ]);
     assert_eq!(args.config.as_deref(), Some(Path::new("f.toml")));
     assert_eq!(
@@ -71,6 +73,7 @@ fn serve_flags_become_overrides() {
                 "[::1]:8080".parse().unwrap(),
                 "127.0.0.1:8081".parse().unwrap(),
             ]),
+            auth_http_url: Some("http://127.0.0.1:9000/auth".into()),
         }
     );
 }
@@ -92,6 +95,10 @@ fn allow_anonymous_takes_an_optional_boolean() {
 fn bad_flag_values_are_usage_errors() {
     assert!(rejected(&["serve", "--mqtt-listen", "localhost:1883"]).contains("IP:PORT"));
     assert!(rejected(&["serve", "--log-level", "inof"]).contains("unknown log level"));
+    assert!(rejected(&["serve", "--auth-http-url", "hook:9000"]).contains("http://"));
+    assert!(
+        rejected(&["serve", "--auth-http-url", "http://u:p@hook/"]).contains("bearer_token_file")
+    );
     rejected(&["serve", "--port", "1883"]);
     rejected(&["check-config"]);
 }

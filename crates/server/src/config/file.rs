@@ -59,6 +59,23 @@ pub(crate) struct AuthSection {
     pub(crate) disconnect_v3_on_denied_publish: Option<Spanned<bool>>,
     pub(crate) users: Vec<Spanned<UserEntry>>,
     pub(crate) jwt: Option<Spanned<JwtSection>>,
+    pub(crate) http: Option<Spanned<HttpHookSection>>,
+}
+
+/// `[auth.http]`: present = the HTTP authentication hook is on.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct HttpHookSection {
+    pub(crate) url: Option<Spanned<String>>,
+    pub(crate) ca_file: Option<Spanned<String>>,
+    pub(crate) bearer_token_file: Option<Spanned<String>>,
+    pub(crate) timeout_ms: Option<Spanned<i64>>,
+    pub(crate) cache_ttl_secs: Option<Spanned<i64>>,
+    pub(crate) deny_cache_ttl_secs: Option<Spanned<i64>>,
+    pub(crate) cache_max_entries: Option<Spanned<i64>>,
+    pub(crate) max_concurrent_requests: Option<Spanned<i64>>,
+    pub(crate) order: Option<Spanned<String>>,
+    pub(crate) on_error: Option<Spanned<String>>,
 }
 
 /// `[auth.jwt]`: present = JWT authentication on.

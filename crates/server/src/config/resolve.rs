@@ -18,6 +18,7 @@ use toml::Spanned;
 use super::file::{ConfigFile, ListenAddrs, UserEntry};
 use super::{Location, Problem, Settings, check_log_level};
 
+mod auth_hook;
 mod jwt;
 mod network;
 
@@ -351,6 +352,7 @@ pub(super) fn resolve(file: &ConfigFile, source: &str) -> Result<Settings, Vec<P
     };
     settings.auth = resolver.auth(file);
     settings.jwt = resolver.jwt(file);
+    settings.auth_hook = resolver.auth_hook(file);
     resolver.network(file, &mut settings);
     resolver.jwt_cookie(file, &mut settings);
 

@@ -3,6 +3,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ferrymq_auth::UserConfig;
+use ferrymq_broker::auth_hook::BearerToken;
+use ferrymq_broker::{AuthHookConfig, HookOnError, HookOrder};
 use ferrymq_codec::QoS;
 
 use super::*;
@@ -53,11 +55,14 @@ fn defaults_are_the_documented_ones() {
 
 #[test]
 fn every_key_of_the_example_is_accepted_including_the_commented_user() {
-    // Uncomment the [[auth.users]] and [auth.jwt] blocks (the only commented-out keys), give
-    // the user a hash that verifies and the JWT key a secret file that exists.
+    // Uncomment the [[auth.users]], [auth.jwt] and [auth.http] blocks (the only
+    // commented-out keys), give the user a hash that verifies, and the JWT key and the hook's
+    // bearer token files that exist.
     let dir = tempfile::tempdir().unwrap();
     let secret_path = dir.path().join("jwt-secret");
     std::fs::write(&secret_path, "s3cret\n").unwrap();
+    let token_path = dir.path().join("hook-token");
+    std::fs::write(&token_path, "t0ken\n").unwrap();
     let mut uncommented = String::new();
     for line in EXAMPLE.lines() {
         let line = match line.strip_prefix("# ") {
@@ -71,6 +76,8 @@ fn every_key_of_the_example_is_accepted_including_the_commented_user() {
         } else if line.starts_with("allowed_origins") {
             // The token cookie needs an Origin allow-list.
             "allowed_origins = [\"https://app.example.com\"]".to_owned()
+        } else if line.starts_with("bearer_token_file") {
+            format!("bearer_token_file = {:?}", token_path.display().to_string())
         } else {
             line.to_owned()
         };
@@ -86,6 +93,14 @@ fn every_key_of_the_example_is_accepted_including_the_commented_user() {
             password_hash: ALICE_HASH.into(),
             loopback_only: false,
         }]
+    );
+    let mut hook = AuthHookConfig::with_url("http://127.0.0.1:8080/mqtt/auth");
+    hook.ca_file = Some(PathBuf::from("/etc/ferrymq/hook-ca.pem"));
+    hook.bearer_token = Some(BearerToken("t0ken".into()));
+    assert_eq!(
+        settings.auth_hook,
+        Some(hook),
+        "the example shows the defaults"
     );
     let jwt = settings.jwt.expect("[auth.jwt] is on");
     assert_eq!(jwt.algorithms, vec![ferrymq_auth::JwtAlgorithm::HS256]);
@@ -512,11 +527,39 @@ fn overrides_beat_the_file() {
         allow_anonymous: Some(false),
         log_level: Some("debug".into()),
         ws_listen: None,
+        auth_http_url: None,
     });
     assert_eq!(settings.mqtt_listen, vec!["127.0.0.1:3".parse().unwrap()]);
     assert_eq!(settings.data_dir, PathBuf::from("/b"));
     assert!(!settings.auth.allow_anonymous);
     assert_eq!(settings.log_level, "debug");
+}
+
+#[test]
+fn the_hook_url_override_replaces_the_files_or_turns_the_hook_on() {
+    let url = |url: &str| Overrides {
+        auth_http_url: Some(url.into()),
+        ..Overrides::default()
+    };
+    let mut settings = Settings::default();
+    settings.apply(&url("http://127.0.0.1:9/a"));
+    assert_eq!(
+        settings.auth_hook,
+        Some(AuthHookConfig::with_url("http://127.0.0.1:9/a"))
+    );
+
+    let mut settings = parse(
+        "f.toml",
+        "[auth.http]
+url = \"http://file/\"
+timeout_ms = 500
+",
+    )
+    .unwrap();
+    settings.apply(&url("http://flag/"));
+    let hook = settings.auth_hook.expect("on");
+    assert_eq!(hook.url, "http://flag/");
+    assert_eq!(hook.timeout, Duration::from_millis(500), "the rest stays");
 }
 
 #[test]
@@ -539,4 +582,114 @@ fn locations_count_lines_and_characters() {
     // Inside a multi-byte character, and past the end: clamped, no panic.
     assert_eq!(Location::of(source, 4), Location { line: 2, column: 2 });
     assert_eq!(Location::of(source, 100), Location { line: 3, column: 1 });
+}
+
+#[test]
+fn every_hook_key_is_wired_to_its_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "abc.def\n").unwrap();
+    let source = format!(
+        "[auth.http]\nurl = \"https://auth.example.com/mqtt\"\nbearer_token_file = {:?}\n\
+         timeout_ms = 750\ncache_ttl_secs = 0\ndeny_cache_ttl_secs = 3\ncache_max_entries = 5\n\
+         max_concurrent_requests = 2\norder = \"hook_first\"\non_error = \"internal\"\n",
+        token.display().to_string()
+    );
+    let hook = parse("f.toml", &source).unwrap().auth_hook.expect("on");
+    assert_eq!(
+        hook,
+        AuthHookConfig {
+            url: "https://auth.example.com/mqtt".into(),
+            ca_file: None,
+            bearer_token: Some(BearerToken("abc.def".into())),
+            timeout: Duration::from_millis(750),
+            cache_ttl: Duration::ZERO,
+            deny_cache_ttl: Duration::from_secs(3),
+            cache_max_entries: 5,
+            max_concurrent_requests: 2,
+            order: HookOrder::HookFirst,
+            on_error: HookOnError::Internal,
+        }
+    );
+    let defaults = parse("f.toml", "[auth.http]\nurl = \"http://hook/\"\n").unwrap();
+    assert_eq!(
+        defaults.auth_hook,
+        Some(AuthHookConfig::with_url("http://hook/"))
+    );
+    assert_eq!(
+        parse("f.toml", "").unwrap().auth_hook,
+        None,
+        "off by default"
+    );
+}
+
+#[test]
+fn hook_problems_are_pointed_at() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing").display().to_string();
+    let problems = problems(&format!(
+        "[auth.http]\nurl = \"ftp://hook/\"\ntimeout_ms = 0\ncache_ttl_secs = -1\n\
+         order = \"first\"\non_error = \"retry\"\nbearer_token_file = {missing:?}\n\
+         cache_max_entries = 20000000\nmax_concurrent_requests = 0\n"
+    ));
+    assert_eq!(problems.len(), 7, "{problems:#?}");
+    for (problem, starts) in problems.iter().zip([
+        "f.toml:3:14: auth.http.timeout_ms must be between 1 and 60000, not 0",
+        "f.toml:4:18: auth.http.cache_ttl_secs must be between 0 and 86400, not -1",
+        "f.toml:5:9: auth.http.order must be \"internal_first\" or \"hook_first\", not \"first\"",
+        "f.toml:6:12: auth.http.on_error must be \"deny\" or \"internal\", not \"retry\"",
+        "f.toml:7:21: auth.http: cannot read bearer_token_file",
+        "f.toml:8:21: auth.http.cache_max_entries must be between 0 and 10000000",
+        "f.toml:9:27: auth.http.max_concurrent_requests must be between 1 and 10000, not 0",
+    ]) {
+        assert!(
+            problem.starts_with(starts),
+            "{problem}\n  expected {starts}"
+        );
+    }
+
+    // The URL is checked once the rest is right, at the URL.
+    let problem = one_problem("[auth.http]\nurl = \"ftp://hook/\"\n");
+    assert!(
+        problem.starts_with(
+            "f.toml:2:7: auth.http: invalid URL: it must start with http:// or https://"
+        ),
+        "{problem}"
+    );
+    let problem = one_problem("[auth.http]\nurl = \"http://u:pw@hook/\"\n");
+    assert!(problem.contains("use bearer_token_file"), "{problem}");
+    let problem = one_problem(&format!(
+        "[auth.http]\nurl = \"https://hook/\"\nca_file = {missing:?}\n"
+    ));
+    assert!(
+        problem.starts_with("f.toml:3:11: auth.http: cannot use ca_file"),
+        "{problem}"
+    );
+    let problem = one_problem("[auth.http]\nurl = \"http://hook/\"\non_error = \"internal\"\n");
+    assert!(
+        problem.starts_with(
+            "f.toml:3:12: auth.http: on_error = \"internal\" needs order = \"hook_first\""
+        ),
+        "{problem}"
+    );
+    let problem = one_problem("[auth.http]\ntimeout_ms = 100\n");
+    assert!(
+        problem.starts_with("f.toml:1:1: auth.http: url is required"),
+        "{problem}"
+    );
+    let problem = one_problem("[auth.http]\nurl = \"http://hook/\"\ntimeout = 2\n");
+    assert!(
+        problem.starts_with("f.toml:3:1: unknown field `timeout`"),
+        "{problem}"
+    );
+    let empty = dir.path().join("empty");
+    std::fs::write(&empty, "\n").unwrap();
+    let problem = one_problem(&format!(
+        "[auth.http]\nurl = \"http://hook/\"\nbearer_token_file = {:?}\n",
+        empty.display().to_string()
+    ));
+    assert!(
+        problem.contains("must hold a non-empty text token"),
+        "{problem}"
+    );
 }

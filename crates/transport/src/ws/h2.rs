@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
-use ferrymq_broker::{Broker, ConnectionPermit};
+use ferrymq_broker::{Broker, ConnectionPermit, Transport};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
@@ -155,6 +155,8 @@ async fn stream_task(
                 permit,
                 broker,
                 &config,
+                // Extended CONNECT is only offered on WSS listeners.
+                Transport::Wss,
             )
             .await;
         }

@@ -223,8 +223,9 @@ impl Resolver<'_> {
     }
 }
 
-/// A secret file's bytes without the trailing newline an editor or `echo` adds.
-fn strip_newline(mut secret: Vec<u8>) -> Vec<u8> {
+/// A secret file's bytes without the trailing newline an editor or `echo` adds (JWT
+/// secrets, the hook's bearer token).
+pub(super) fn strip_newline(mut secret: Vec<u8>) -> Vec<u8> {
     if secret.last() == Some(&b'\n') {
         secret.pop();
         if secret.last() == Some(&b'\r') {
