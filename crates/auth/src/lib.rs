@@ -23,6 +23,7 @@
 mod authenticator;
 mod config;
 pub mod definitions;
+pub mod edit;
 mod filters;
 pub mod jwt;
 mod password;
@@ -32,7 +33,8 @@ pub mod rabbit;
 mod throttle;
 
 pub use authenticator::{
-    AuthFailure, AuthRequest, Authenticator, DEFAULT_VHOST, Identity, ReauthFailure, looks_like_jwt,
+    AuthFailure, AuthRequest, Authenticator, DEFAULT_VHOST, Identity, ManagementLogin,
+    ReauthFailure, looks_like_jwt,
 };
 pub use config::{AuthConfig, AuthConfigError, UserConfig};
 

@@ -16,9 +16,11 @@ use ferrymq_codec::{
 use ferrymq_session::{ConnectionState, Delivery, InboundTopicError, Message, Subscription};
 use ferrymq_topic::{SubscriptionFilter, parse_subscription_filter, validate_topic_name};
 
-use ferrymq_auth::{AuthFailure, AuthRequest, Identity};
+use ferrymq_auth::{AuthFailure, AuthRequest, Authenticator, Identity};
 
+use crate::clients::{Attachment, Transport};
 use crate::connection_limits::LimitSlot;
+use crate::login::LoginError;
 use crate::metrics::Metrics;
 use crate::permission_cache::PermissionCache;
 use crate::registry::{CloseKind, SessionHandle};
@@ -75,6 +77,8 @@ pub struct Connection {
     certificate_user: Option<Box<str>>,
     /// The listener's default vhost (clients without a `vhost:` prefix land there).
     listener_vhost: Option<Arc<str>>,
+    /// How the client connected, for the management API (one byte, in padding).
+    transport: Transport,
     _permit: ConnectionPermit,
 }
 
@@ -98,6 +102,7 @@ impl Connection {
             keep_alive_grace,
             certificate_user: None,
             listener_vhost: None,
+            transport: Transport::Tcp,
             _permit: permit,
         }
     }
@@ -120,6 +125,12 @@ impl Connection {
     /// otherwise (`vhost:user`).
     pub fn with_listener_vhost(mut self, vhost: Arc<str>) -> Connection {
         self.listener_vhost = Some(vhost);
+        self
+    }
+
+    /// The transport the client connected over (the default is MQTT over TCP).
+    pub fn with_transport(mut self, transport: Transport) -> Connection {
+        self.transport = transport;
         self
     }
 
@@ -162,12 +173,11 @@ impl Connection {
             return Ok(());
         };
         let kicked = {
-            let inner = e.session.lock();
-            (inner.attached != Some(self.id))
-                .then(|| inner.kick.unwrap_or(ReasonCode::SessionTakenOver))
+            let mut inner = e.session.lock();
+            Kicked::check(&mut inner, self.id)
         };
         match kicked {
-            Some(reason) => Err(self.taken_over(reason)),
+            Some(kicked) => Err(self.kicked(kicked)),
             None => Ok(()),
         }
     }
@@ -448,28 +458,14 @@ impl Connection {
         }
 
         let auth_generation = broker.auth.generation();
-        if let Err(blocked) = broker.throttle().check(self.peer.ip(), Instant::now()) {
-            Metrics::inc(&broker.metrics.logins_throttled);
-            tracing::warn!(peer = %self.peer, retry_after_secs = blocked.retry_after.as_secs(), "refusing CONNECT: too many failed logins from this address");
-            // v5 can say why; v3's closest code is "server unavailable".
-            return Err(self.refuse(ReasonCode::ConnectionRateExceeded));
-        }
         let identity = match self.authenticate(&connect).await {
-            Ok(identity) => {
-                broker
-                    .throttle()
-                    .record_success(self.peer.ip(), Instant::now());
-                identity
+            Ok(identity) => identity,
+            Err(LoginError::Throttled { retry_after }) => {
+                tracing::warn!(peer = %self.peer, retry_after_secs = retry_after.as_secs(), "refusing CONNECT: too many failed logins from this address");
+                // v5 can say why; v3's closest code is "server unavailable".
+                return Err(self.refuse(ReasonCode::ConnectionRateExceeded));
             }
-            Err(failure) => {
-                Metrics::inc(&broker.metrics.auth_failures);
-                if failure == AuthFailure::BadCredentials
-                    && broker
-                        .throttle()
-                        .record_failure(self.peer.ip(), Instant::now())
-                {
-                    tracing::warn!(peer = %self.peer, "too many failed logins: blocking this address for a while");
-                }
+            Err(LoginError::Refused(failure)) => {
                 tracing::info!(peer = %self.peer, username = connect.username.as_deref().unwrap_or(""), %failure, "refusing CONNECT");
                 let reason = match failure {
                     AuthFailure::BadCredentials => ReasonCode::BadUserNameOrPassword,
@@ -541,6 +537,13 @@ impl Connection {
         }
         {
             let mut inner = attached.session.lock();
+            inner.client = Some(Attachment::new(
+                Arc::clone(&identity.username),
+                self.peer,
+                state.keep_alive,
+                protocol,
+                self.transport,
+            ));
             inner.state.expiry_interval = expiry;
             // The will's payload points into the read buffer the CONNECT came in: copy it,
             // so a stored will does not keep that whole buffer alive for the session's life.
@@ -616,10 +619,8 @@ impl Connection {
         Ok(())
     }
 
-    async fn authenticate(
-        &self,
-        connect: &Connect,
-    ) -> Result<ferrymq_auth::Identity, ferrymq_auth::AuthFailure> {
+    /// Authenticates CONNECT through [`Broker::login`] (throttle, bounded blocking pool).
+    async fn authenticate(&self, connect: &Connect) -> Result<Identity, LoginError> {
         let username = connect.username.clone().filter(|u| !u.is_empty());
         let password: Option<Bytes> = connect.password.clone();
         // With the `JWT` method the token is the Authentication Data (on_connect checked
@@ -633,12 +634,16 @@ impl Connection {
                 .clone()
                 .unwrap_or_default()
         });
-        let uses_token = token.is_some();
         let ip = self.peer.ip();
-        let broker = Arc::clone(&self.broker);
+        let cheap = self.certificate_user.is_some()
+            || token.is_some()
+            || self
+                .broker
+                .auth
+                .is_cheap(connect.username.as_deref(), connect.password.as_deref());
         let certificate_user = self.certificate_user.clone();
         let listener_vhost = self.listener_vhost.clone();
-        let decide = move |broker: &Broker| {
+        let decide = move |auth: &Authenticator| {
             let request = AuthRequest {
                 username: username.as_deref(),
                 password: password.as_deref(),
@@ -648,25 +653,11 @@ impl Connection {
                 now: SystemTime::now(),
             };
             match &token {
-                Some(token) => broker.auth.authenticate_token(&request, token),
-                None => broker.auth.authenticate_request(&request),
+                Some(token) => auth.authenticate_token(&request, token),
+                None => auth.authenticate_request(&request),
             }
         };
-        if self.certificate_user.is_some()
-            || uses_token
-            || broker
-                .auth
-                .is_cheap(connect.username.as_deref(), connect.password.as_deref())
-        {
-            return decide(&broker);
-        }
-        // Password hashing is deliberately slow: keep it off the async workers, and bound
-        // how many run at once so a flood of bad passwords cannot take every core.
-        let Ok(_slot) = self.broker.password_checks.acquire().await else {
-            return Err(ferrymq_auth::AuthFailure::BadCredentials);
-        };
-        let verdict = tokio::task::spawn_blocking(move || decide(&broker)).await;
-        verdict.unwrap_or(Err(ferrymq_auth::AuthFailure::BadCredentials))
+        self.broker.login(ip, cheap, decide).await
     }
 
     fn on_publish(&mut self, mut publish: Publish) -> Result<(), Closed> {
@@ -1001,8 +992,8 @@ impl Connection {
         let mut packets = Vec::new();
         let kicked = {
             let mut inner = e.session.lock();
-            if inner.attached != Some(self.id) {
-                Some(inner.kick.unwrap_or(ReasonCode::SessionTakenOver))
+            if let Some(kicked) = Kicked::check(&mut inner, self.id) {
+                Some(kicked)
             } else {
                 let dropped = inner.state.poll_transmit(
                     &mut e.state,
@@ -1028,14 +1019,25 @@ impl Connection {
                 None
             }
         };
-        if let Some(reason) = kicked {
-            return Err(self.taken_over(reason));
+        if let Some(kicked) = kicked {
+            return Err(self.kicked(kicked));
         }
         Metrics::add(&broker.metrics.messages_sent, packets.len() as u64);
         for packet in &packets {
             self.send(packet);
         }
         Ok(())
+    }
+
+    /// The session asked this connection to go.
+    fn kicked(&mut self, kicked: Kicked) -> Closed {
+        match kicked {
+            Kicked::TakenOver(reason) => self.taken_over(reason),
+            Kicked::Closed(reason) => {
+                tracing::info!(peer = %self.peer, client_id = %self.client_id(), %reason, "closing connection on request (management API)");
+                self.disconnect(reason)
+            }
+        }
     }
 
     /// Another connection took the session: v5 clients are told `reason`.
@@ -1046,6 +1048,26 @@ impl Connection {
             self.send(&Packet::Disconnect(Disconnect::new(reason)));
         }
         Closed
+    }
+}
+
+/// Why the session wants its connection gone.
+#[derive(Debug, Clone, Copy)]
+enum Kicked {
+    /// Another connection took the session over.
+    TakenOver(ReasonCode),
+    /// Closed on request ([`Broker::close_connection`]); the connection is still attached.
+    Closed(ReasonCode),
+}
+
+impl Kicked {
+    fn check(inner: &mut crate::registry::SessionInner, id: u64) -> Option<Kicked> {
+        if inner.attached != Some(id) {
+            return Some(Kicked::TakenOver(
+                inner.kick.unwrap_or(ReasonCode::SessionTakenOver),
+            ));
+        }
+        inner.kick.take().map(Kicked::Closed)
     }
 }
 

@@ -3,9 +3,11 @@
 //! metrics. It knows nothing of transports: a transport hands each connection's decoded
 //! bytes to a [`Connection`] and writes back what it produces.
 
+mod clients;
 pub mod config;
 mod connection;
 mod connection_limits;
+mod login;
 mod metrics;
 mod permission_cache;
 mod registry;
@@ -22,9 +24,11 @@ use ferrymq_session::QueueLimits;
 use ferrymq_topic::TopicLimits;
 use tokio_util::sync::CancellationToken;
 
+pub use clients::{ConnectionInfo, Transport};
 pub use config::{BrokerConfig, Limits, MqttSettings};
 pub use connection::{Closed, Connection};
-pub use metrics::Metrics;
+pub use login::LoginError;
+pub use metrics::{MetricDescription, MetricKind, Metrics};
 pub use registry::{CloseKind, SessionHandle};
 pub use router::PublishOutcome;
 pub use vhost::{DEFAULT_VHOST, Vhost};

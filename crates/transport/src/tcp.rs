@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferrymq_broker::{Broker, Connection, ConnectionPermit};
+use ferrymq_broker::{Broker, Connection, ConnectionPermit, Transport};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::driver::run_connection;
@@ -80,7 +80,11 @@ impl MqttListenerOptions {
         peer: SocketAddr,
         permit: ConnectionPermit,
     ) -> Connection {
-        let conn = Connection::new(broker, peer, permit);
+        let transport = match self.tls {
+            Some(_) => Transport::Tls,
+            None => Transport::Tcp,
+        };
+        let conn = Connection::new(broker, peer, permit).with_transport(transport);
         match &self.vhost {
             Some(vhost) => conn.with_listener_vhost(Arc::clone(vhost)),
             None => conn,

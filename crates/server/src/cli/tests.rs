@@ -53,6 +53,9 @@ fn serve_flags_become_overrides() {
         "127.0.0.1:8080",
         "--ws-listen",
         "[::1]:8080,127.0.0.1:8081",
+        "--management-listen",
+        "127.0.0.1:15999",
+        "--management=false",
     ]);
     assert_eq!(args.config.as_deref(), Some(Path::new("f.toml")));
     assert_eq!(
@@ -71,6 +74,8 @@ fn serve_flags_become_overrides() {
                 "[::1]:8080".parse().unwrap(),
                 "127.0.0.1:8081".parse().unwrap(),
             ]),
+            management_listen: Some(vec!["127.0.0.1:15999".parse().unwrap()]),
+            management_enabled: Some(false),
         }
     );
 }

@@ -23,6 +23,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::handshake::{self, Reply};
 use super::{WsConfig, mqtt_task, plain_response};
+use ferrymq_broker::Transport;
 
 /// Counts the WebSocket streams of one HTTP/2 connection that are still open.
 struct StreamGuard(Arc<AtomicUsize>);
@@ -151,6 +152,7 @@ async fn stream_task(
                 permit,
                 broker,
                 &config,
+                Transport::Wss,
             )
             .await;
         }

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use ferrymq_broker::{Broker, Connection, ConnectionPermit};
+use ferrymq_broker::{Broker, Connection, ConnectionPermit, Transport};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
@@ -142,6 +142,10 @@ async fn ws_connection(
     tls: Option<Arc<TlsReloader>>,
 ) {
     let deadline = tokio::time::Instant::now() + config.handshake_timeout;
+    let transport = match tls {
+        Some(_) => Transport::Wss,
+        None => Transport::Ws,
+    };
     // Boxed: hyper's connection state and a TLS handshake are several KiB; inline they would
     // size the task of every connection for its whole life, idle or not.
     let handshake = Box::pin(handshake_phase(stream, tcp_peer, &config, tls.as_deref()));
@@ -177,10 +181,13 @@ async fn ws_connection(
                     (false, false) => [parts.read_buf, pending].concat().into(),
                 };
                 if unread.is_empty() {
-                    tokio::spawn(mqtt_task(tcp, peer, cert_user, permit, broker, &config));
+                    let task = mqtt_task(tcp, peer, cert_user, permit, broker, &config, transport);
+                    tokio::spawn(task);
                 } else {
                     let stream = Rewind::new(unread, tcp);
-                    tokio::spawn(mqtt_task(stream, peer, cert_user, permit, broker, &config));
+                    let task =
+                        mqtt_task(stream, peer, cert_user, permit, broker, &config, transport);
+                    tokio::spawn(task);
                 }
             }
             // wss:// over HTTP/1.1. Not downcast: the TLS session already lives on the heap
@@ -188,7 +195,7 @@ async fn ws_connection(
             // so unboxing would gain nothing.
             Err(upgraded) => {
                 let io = TokioIo::new(upgraded);
-                let task = mqtt_task(io, peer, cert_user, permit, broker, &config);
+                let task = mqtt_task(io, peer, cert_user, permit, broker, &config, transport);
                 tokio::spawn(task);
             }
         },
@@ -213,6 +220,7 @@ fn mqtt_task<S: ConnectionIo>(
     permit: ConnectionPermit,
     broker: Arc<Broker>,
     config: &WsConfig,
+    transport: Transport,
 ) -> impl Future<Output = ()> + use<S> {
     let max_packet = u64::from(broker.config().limits.max_packet_size);
     let ws = WsStream::new(
@@ -221,7 +229,7 @@ fn mqtt_task<S: ConnectionIo>(
         config.ping_interval,
         broker.shutdown_token().clone(),
     );
-    let mut conn = Connection::new(broker, peer, permit);
+    let mut conn = Connection::new(broker, peer, permit).with_transport(transport);
     if let Some(grace) = config.keep_alive_grace {
         conn = conn.with_keep_alive_grace(grace);
     }
