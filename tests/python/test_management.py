@@ -19,6 +19,7 @@ import pytest
 
 from brokers import FERRYMQ_BIN, REPO
 from mqttc import V5, V311
+from rawmqtt import DISCONNECT
 
 pytestmark = pytest.mark.ferrymq_only
 
@@ -124,15 +125,21 @@ def test_deleting_a_connection_disconnects_the_paho_client(mgmt_broker, clients)
     assert admin_api(b, "PUT", "/api/permissions/%2F/root", {"publish": {"allow": ["#"]}})[0] == 201
     c = clients.new(b, "to-close", protocol=V5, username="root", password="root-pw")
     c.connect()
+    # A raw client too, to read the exact DISCONNECT it gets.
+    raw = clients.raw(b, "raw-close", username="root", password="root-pw")
     status, listed = admin_api(b, "GET", "/api/connections")
     assert status == 200
     (conn,) = [x for x in listed if x["client_id"] == "to-close"]
     assert conn["user"] == "root" and conn["vhost"] == "/" and conn["transport"] == "tcp"
     assert conn["protocol"] == "MQTT 5.0" and conn["peer_host"] == "127.0.0.1"
     assert admin_api(b, "DELETE", "/api/connections/%2F/to-close")[0] == 204
-    reason, _ = c.wait_disconnect(5)
-    assert reason == ADMINISTRATIVE_ACTION
+    c.wait_disconnect(5)
     assert admin_api(b, "DELETE", "/api/connections/%2F/to-close")[0] == 404
+    assert admin_api(b, "DELETE", "/api/connections/%2F/raw-close")[0] == 204
+    packets = raw.wait_closed(8)
+    assert [(p.type, p.reason) for p in packets] == [(DISCONNECT, ADMINISTRATIVE_ACTION)]
+    status, listed = admin_api(b, "GET", "/api/connections")
+    assert [x["client_id"] for x in listed] == []
 
 
 def test_metrics_count_a_published_message(mgmt_broker, clients):
