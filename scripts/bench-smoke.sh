@@ -9,7 +9,8 @@ work=$(mktemp -d)
 trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$work"' EXIT
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 wsport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-"$BIN" serve --mqtt-listen "127.0.0.1:$port" --ws-listen "127.0.0.1:$wsport" --data-dir "$work/data" \
+"$BIN" serve --mqtt-listen "127.0.0.1:$port" --ws-listen "127.0.0.1:$wsport" \
+    --management-listen 127.0.0.1:0 --data-dir "$work/data" \
     --log-level warn >"$work/broker.log" 2>&1 &
 pid=$!
 for _ in $(seq 100); do

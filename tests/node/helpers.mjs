@@ -123,6 +123,8 @@ export class Broker {
     // every test broker gets its own port so that brokers can run side by side.
     const args = ['serve', '--mqtt-listen', `${this.host}:${this.port}`];
     if (ferrymqHasFlag('--ws-listen')) args.push('--ws-listen', `${this.host}:${this.wsPort}`);
+    // The management API's default port (15672) is fixed too: port 0 on loopback instead.
+    if (ferrymqHasFlag('--management-listen')) args.push('--management-listen', `${this.host}:0`);
     args.push('--data-dir', this.dataDir);
     const tables = { mqtt: this.mqttCfg, limits: this.limits };
     if (Object.values(tables).some((t) => Object.keys(t).length)) {

@@ -57,6 +57,7 @@ before(async () => {
   proc = spawn(BIN, [
     'serve', '--config', path.join(dir, 'ferrymq.toml'),
     '--mqtt-listen', `127.0.0.1:${ports.mqtt}`, '--ws-listen', `127.0.0.1:${ports.ws}`,
+    '--management-listen', '127.0.0.1:0',
     '--data-dir', path.join(dir, 'data'), '--log-level', 'debug',
   ], { stdio: ['ignore', log, log] });
   fs.closeSync(log);

@@ -100,6 +100,7 @@ class Broker:
         self.tables = dict(tables or {})
         self.port: int | None = None
         self.ws_port: int | None = None
+        self.mgmt_port: int | None = None
         self.proc: subprocess.Popen | None = None
         self.log_path = self.workdir / "broker.log"
         self.data_dir = self.workdir / "data"
@@ -114,6 +115,9 @@ class Broker:
         cmd = [FERRYMQ_BIN, "serve", "--mqtt-listen", f"{self.host}:{self.port}"]
         if _ferrymq_has_flag("--ws-listen"):
             cmd += ["--ws-listen", f"{self.host}:{self.ws_port}"]
+        # The management API (default 0.0.0.0:15672) gets a free port of its own too.
+        if _ferrymq_has_flag("--management-listen"):
+            cmd += ["--management-listen", f"{self.host}:{self.mgmt_port}"]
         cmd += ["--data-dir", str(self.data_dir)]
         tables = {"server": self.server, "mqtt": self.mqtt, "limits": self.limits,
                   **self.tables}
@@ -179,6 +183,9 @@ class Broker:
             self.ws_port = free_port()
             while self.ws_port == self.port:
                 self.ws_port = free_port()
+            self.mgmt_port = free_port()
+            while self.mgmt_port in (self.port, self.ws_port):
+                self.mgmt_port = free_port()
         if self.mode == "mosquitto":
             cmd = self._mosquitto_cmd()
         else:
@@ -210,6 +217,11 @@ class Broker:
         self.stop()
         raise RuntimeError(f"{self.name} did not accept connections on port {self.port} "
                            f"within {timeout}s:\n" + self.log_tail(40))
+
+    @property
+    def mgmt_url(self) -> str:
+        """The management HTTP API's base URL, e.g. http://127.0.0.1:40123."""
+        return f"http://{self.host}:{self.mgmt_port}"
 
     def terminate(self) -> None:
         """Send SIGTERM (graceful shutdown) without waiting."""

@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
 use crate::config::{AuthConfig, AuthConfigError};
-use crate::definitions::Definitions;
+use crate::definitions::{Definitions, Tag};
 use crate::hook::HookGrant;
 use crate::jwt::{JwtValidator, TokenIdentity};
 use crate::password::{self, DUMMY_HASH, DigestKey, GUEST_HASH, VerifiedCache};
@@ -137,6 +137,9 @@ struct User {
     verified: VerifiedCache,
     /// Most concurrent connections (internal database users only).
     max_connections: Option<u32>,
+    /// Management tags: from the database; none for config-file users; `administrator` for
+    /// the built-in guest.
+    tags: Vec<Tag>,
 }
 
 /// Users, vhosts and permissions of the internal database, indexed for lookups.
@@ -162,6 +165,7 @@ impl Directory {
                         loopback_only: false,
                         verified: VerifiedCache::default(),
                         max_connections: u.max_connections,
+                        tags: u.tags.clone(),
                     };
                     (Box::from(u.name.as_str()), user)
                 })
@@ -242,6 +246,7 @@ impl Authenticator {
                     loopback_only: user.loopback_only,
                     verified: VerifiedCache::default(),
                     max_connections: None,
+                    tags: Vec::new(),
                 };
                 (Box::from(user.name.as_str()), record)
             })
@@ -257,6 +262,7 @@ impl Authenticator {
                 loopback_only: true,
                 verified: VerifiedCache::default(),
                 max_connections: None,
+                tags: vec![Tag::Administrator],
             },
             generation: AtomicU64::new(0),
             rehashed: Mutex::new(Vec::new()),
@@ -535,6 +541,12 @@ impl Authenticator {
         let Some(name) = name else {
             return true;
         };
+        self.password_check_is_cheap(name, password)
+    }
+
+    /// True when verifying `password` for the user called `name` (no `vhost:` prefix, no
+    /// token) would not run argon2: see [`Authenticator::is_cheap`].
+    pub fn password_check_is_cheap(&self, name: &str, password: Option<&[u8]>) -> bool {
         let directory = self.directory();
         match (self.find_user(&directory, name), password) {
             (Some(_), None) => true,
@@ -720,6 +732,10 @@ fn is_loopback(ip: IpAddr) -> bool {
         }
     }
 }
+
+mod management;
+
+pub use management::ManagementLogin;
 
 #[cfg(test)]
 mod tests;

@@ -24,6 +24,7 @@
 mod authenticator;
 mod config;
 pub mod definitions;
+pub mod edit;
 mod filters;
 pub mod hook;
 pub mod jwt;
@@ -35,7 +36,7 @@ mod throttle;
 
 pub use authenticator::{
     AuthFailure, AuthRequest, Authenticator, DEFAULT_VHOST, HookSubject, Identity, IdentitySource,
-    ReauthFailure, looks_like_jwt,
+    ManagementLogin, ReauthFailure, looks_like_jwt,
 };
 pub use config::{AuthConfig, AuthConfigError, UserConfig};
 

@@ -18,6 +18,7 @@ use ferrymq_topic::{SubscriptionFilter, parse_subscription_filter, validate_topi
 
 use ferrymq_auth::Identity;
 
+use crate::clients::Transport;
 use crate::connection_limits::LimitSlot;
 use crate::metrics::Metrics;
 use crate::permission_cache::PermissionCache;
@@ -85,34 +86,9 @@ pub struct Connection {
     handshake: Option<Box<HandshakeCredentials>>,
     /// The listener's default vhost (clients without a `vhost:` prefix land there).
     listener_vhost: Option<Arc<str>>,
-    /// How the client reached the broker, for the authentication hook.
-    transport: Option<Transport>,
+    /// How the client connected, for the management API (one byte, in padding).
+    transport: Transport,
     _permit: ConnectionPermit,
-}
-
-/// How a client reached the broker.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transport {
-    /// MQTT over TCP.
-    Tcp,
-    /// MQTT over TLS.
-    Tls,
-    /// MQTT over WebSocket.
-    Ws,
-    /// MQTT over WebSocket over TLS.
-    Wss,
-}
-
-impl Transport {
-    /// `tcp`, `tls`, `ws` or `wss`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Transport::Tcp => "tcp",
-            Transport::Tls => "tls",
-            Transport::Ws => "ws",
-            Transport::Wss => "wss",
-        }
-    }
 }
 
 impl Connection {
@@ -135,7 +111,7 @@ impl Connection {
             keep_alive_grace,
             handshake: None,
             listener_vhost: None,
-            transport: None,
+            transport: Transport::Tcp,
             _permit: permit,
         }
     }
@@ -171,9 +147,9 @@ impl Connection {
         self
     }
 
-    /// Tells the authentication hook how the client came in.
+    /// The transport the client connected over (the default is MQTT over TCP).
     pub fn with_transport(mut self, transport: Transport) -> Connection {
-        self.transport = Some(transport);
+        self.transport = transport;
         self
     }
 
@@ -216,12 +192,11 @@ impl Connection {
             return Ok(());
         };
         let kicked = {
-            let inner = e.session.lock();
-            (inner.attached != Some(self.id))
-                .then(|| inner.kick.unwrap_or(ReasonCode::SessionTakenOver))
+            let mut inner = e.session.lock();
+            Kicked::check(&mut inner, self.id)
         };
         match kicked {
-            Some(reason) => Err(self.taken_over(reason)),
+            Some(kicked) => Err(self.kicked(kicked)),
             None => Ok(()),
         }
     }
@@ -782,8 +757,8 @@ impl Connection {
         let mut packets = Vec::new();
         let kicked = {
             let mut inner = e.session.lock();
-            if inner.attached != Some(self.id) {
-                Some(inner.kick.unwrap_or(ReasonCode::SessionTakenOver))
+            if let Some(kicked) = Kicked::check(&mut inner, self.id) {
+                Some(kicked)
             } else {
                 let dropped = inner.state.poll_transmit(
                     &mut e.state,
@@ -809,14 +784,25 @@ impl Connection {
                 None
             }
         };
-        if let Some(reason) = kicked {
-            return Err(self.taken_over(reason));
+        if let Some(kicked) = kicked {
+            return Err(self.kicked(kicked));
         }
         Metrics::add(&broker.metrics.messages_sent, packets.len() as u64);
         for packet in &packets {
             self.send(packet);
         }
         Ok(())
+    }
+
+    /// The session asked this connection to go.
+    fn kicked(&mut self, kicked: Kicked) -> Closed {
+        match kicked {
+            Kicked::TakenOver(reason) => self.taken_over(reason),
+            Kicked::Closed(reason) => {
+                tracing::info!(peer = %self.peer, client_id = %self.client_id(), %reason, "closing connection on request (management API)");
+                self.disconnect(reason)
+            }
+        }
     }
 
     /// Another connection took the session: v5 clients are told `reason`.
@@ -827,6 +813,26 @@ impl Connection {
             self.send(&Packet::Disconnect(Disconnect::new(reason)));
         }
         Closed
+    }
+}
+
+/// Why the session wants its connection gone.
+#[derive(Debug, Clone, Copy)]
+enum Kicked {
+    /// Another connection took the session over.
+    TakenOver(ReasonCode),
+    /// Closed on request ([`Broker::close_connection`]); the connection is still attached.
+    Closed(ReasonCode),
+}
+
+impl Kicked {
+    fn check(inner: &mut crate::registry::SessionInner, id: u64) -> Option<Kicked> {
+        if inner.attached != Some(id) {
+            return Some(Kicked::TakenOver(
+                inner.kick.unwrap_or(ReasonCode::SessionTakenOver),
+            ));
+        }
+        inner.kick.take().map(Kicked::Closed)
     }
 }
 

@@ -5,9 +5,11 @@
 //! client the broker has, the optional HTTP authentication hook ([`AuthHook`]).
 
 pub mod auth_hook;
+mod clients;
 pub mod config;
 mod connection;
 mod connection_limits;
+mod login;
 mod metrics;
 mod permission_cache;
 mod registry;
@@ -25,9 +27,11 @@ use ferrymq_topic::TopicLimits;
 use tokio_util::sync::CancellationToken;
 
 pub use auth_hook::{AuthHook, AuthHookConfig, AuthHookError, HookOnError, HookOrder};
+pub use clients::{ConnectionInfo, Transport};
 pub use config::{BrokerConfig, Limits, MqttSettings};
-pub use connection::{Closed, Connection, Transport};
-pub use metrics::Metrics;
+pub use connection::{Closed, Connection};
+pub use login::LoginError;
+pub use metrics::{MetricDescription, MetricKind, Metrics};
 pub use registry::{CloseKind, SessionHandle};
 pub use router::PublishOutcome;
 pub use vhost::{DEFAULT_VHOST, Vhost};

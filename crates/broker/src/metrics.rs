@@ -3,12 +3,33 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+/// Whether a metric only grows (a counter) or goes up and down (a gauge), as Prometheus
+/// distinguishes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricKind {
+    /// Only grows, from 0 at start.
+    Counter,
+    /// A current level.
+    Gauge,
+}
+
+/// A metric's name, kind and description (its doc comment), for exporters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricDescription {
+    /// The name without a prefix, as in [`Metrics::snapshot`].
+    pub name: &'static str,
+    /// Counter or gauge.
+    pub kind: MetricKind,
+    /// One line of text saying what is counted.
+    pub help: &'static str,
+}
+
 macro_rules! counters {
-    ($($(#[$doc:meta])* $name:ident,)*) => {
+    ($($(#[doc = $doc:literal])* $kind:ident $name:ident,)*) => {
         /// Every counter the broker keeps. Names are the metric names without a prefix.
         #[derive(Debug, Default)]
         pub struct Metrics {
-            $($(#[$doc])* pub $name: AtomicU64,)*
+            $($(#[doc = $doc])* pub $name: AtomicU64,)*
         }
 
         impl Metrics {
@@ -16,66 +37,77 @@ macro_rules! counters {
             pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
                 vec![$((stringify!($name), self.$name.load(Ordering::Relaxed)),)*]
             }
+
+            /// Every metric's name, kind and description, in the order of
+            /// [`Metrics::snapshot`]. The description is the field's doc comment.
+            pub fn descriptions() -> &'static [MetricDescription] {
+                &[$(MetricDescription {
+                    name: stringify!($name),
+                    kind: MetricKind::$kind,
+                    help: concat!($($doc),*),
+                },)*]
+            }
         }
     };
 }
 
 counters! {
     /// Network connections currently open (authenticated or not).
-    connections_open,
+    Gauge connections_open,
     /// Network connections accepted since start.
-    connections_accepted,
+    Counter connections_accepted,
     /// Connections refused because `max_connections` was reached.
-    connections_refused_limit,
+    Counter connections_refused_limit,
     /// CONNECTs refused by a user's or vhost's `max_connections`.
-    connections_refused_user_or_vhost_limit,
+    Counter connections_refused_user_or_vhost_limit,
     /// Sockets closed because CONNECT did not complete within the connect timeout.
-    connect_timeouts,
-    /// CONNECTs refused for bad credentials or anonymous access.
-    auth_failures,
+    Counter connect_timeouts,
+    /// Logins (MQTT CONNECT or management API) refused for bad credentials, anonymous access
+    /// or no access to the vhost.
+    Counter auth_failures,
     /// CONNECTs refused because their address failed to log in too often (`max_failed_logins`).
-    logins_throttled,
+    Counter logins_throttled,
     /// Requests sent to the HTTP authentication hook.
-    auth_hook_requests,
+    Counter auth_hook_requests,
     /// Hook requests that gave no answer: timeout, connection error, a status other than
     /// 200, an invalid body. `on_error` decided those logins.
-    auth_hook_errors,
+    Counter auth_hook_errors,
     /// Logins the hook's cached answers decided without a request.
-    auth_hook_cache_hits,
+    Counter auth_hook_cache_hits,
     /// Clients disconnected for keep-alive expiry.
-    keep_alive_timeouts,
+    Counter keep_alive_timeouts,
     /// Connections closed for a malformed packet or a protocol violation.
-    protocol_errors,
+    Counter protocol_errors,
     /// Packets refused for exceeding `max_packet_size` (or `max_connect_packet_size`).
-    packets_too_large,
+    Counter packets_too_large,
     /// Sessions taken over by a new connection with the same client id.
-    session_takeovers,
+    Counter session_takeovers,
     /// Sessions currently known (connected or persistent).
-    sessions,
+    Gauge sessions,
     /// Sessions that ended by expiry while disconnected.
-    sessions_expired,
+    Counter sessions_expired,
     /// PUBLISH packets received from clients.
-    messages_received,
+    Counter messages_received,
     /// PUBLISH packets sent to clients.
-    messages_sent,
+    Counter messages_sent,
     /// Messages dropped because a session queue was full (`max_queued_messages`/`_bytes`).
-    messages_dropped_queue_full,
+    Counter messages_dropped_queue_full,
     /// Messages dropped because their Message Expiry Interval passed while queued.
-    messages_dropped_expired,
+    Counter messages_dropped_expired,
     /// Messages not sent because they exceed the client's Maximum Packet Size.
-    messages_dropped_too_large,
+    Counter messages_dropped_too_large,
     /// SUBSCRIBE filters refused because of `max_subscriptions_per_session`.
-    subscriptions_refused_limit,
+    Counter subscriptions_refused_limit,
     /// Topic names or filters refused by validation or topic limits.
-    topics_invalid,
+    Counter topics_invalid,
     /// PUBLISHes refused by the user's permissions.
-    publishes_denied,
+    Counter publishes_denied,
     /// SUBSCRIBE filters refused by the user's permissions (or revoked later).
-    subscriptions_denied,
+    Counter subscriptions_denied,
     /// Will messages published.
-    wills_published,
+    Counter wills_published,
     /// Retained messages currently stored.
-    retained_messages,
+    Gauge retained_messages,
 }
 
 impl Metrics {

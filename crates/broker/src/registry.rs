@@ -16,6 +16,7 @@ use ferrymq_codec::{QoS, ReasonCode};
 use ferrymq_session::{Delivery, Enqueue, Message, QueueLimits, SessionState};
 
 use crate::Broker;
+use crate::clients::Attachment;
 use crate::metrics::Metrics;
 use crate::vhost::Vhost;
 
@@ -36,6 +37,8 @@ pub(crate) struct SessionInner {
     /// Id of the connection currently serving this session.
     pub(crate) attached: Option<u64>,
     /// Set when the attached connection must go: the reason it is told (v5 DISCONNECT).
+    /// With `attached` cleared it was taken over; with `attached` still set it was closed
+    /// on request ([`crate::Broker::close_connection`]).
     pub(crate) kick: Option<ReasonCode>,
     /// The session was removed from the registry; deliveries are refused.
     pub(crate) ended: bool,
@@ -47,6 +50,8 @@ pub(crate) struct SessionInner {
     waker: Option<Waker>,
     /// News for the attached connection arrived since it last looked.
     pub(crate) news: bool,
+    /// Who the attached connection is, for the management API; `None` while detached.
+    pub(crate) client: Option<Attachment>,
 }
 
 impl SessionInner {
@@ -79,6 +84,7 @@ impl SessionHandle {
                 generation: 0,
                 waker: None,
                 news: false,
+                client: None,
             }),
             client_id,
             online: AtomicBool::new(false),
@@ -106,6 +112,23 @@ impl SessionHandle {
             slot => *slot = Some(cx.waker().clone()),
         }
         Poll::Pending
+    }
+
+    /// Asks the attached connection to close, telling v5 clients `reason`; `false` when no
+    /// connection is attached. (The connection sees `kick` while still attached, which
+    /// tells this apart from a takeover.)
+    pub(crate) fn kick(&self, reason: ReasonCode) -> bool {
+        let mut inner = self.lock();
+        if inner.attached.is_none() {
+            return false;
+        }
+        inner.kick = Some(reason);
+        let waker = inner.signal();
+        drop(inner);
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+        true
     }
 
     /// Wakes the attached connection: it has news (its rights changed, say) and will look.
@@ -280,6 +303,7 @@ impl Broker {
             return;
         }
         inner.attached = None;
+        inner.client = None;
         // A waker keeps its (finished) task's memory alive: drop it with the connection.
         inner.waker = None;
         inner.news = false;

@@ -54,6 +54,15 @@ impl Vhost {
         self.retained.write().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Number of clients connected to this vhost (one atomic load per session, no session
+    /// lock).
+    pub fn connected_count(&self) -> usize {
+        self.lock_sessions()
+            .values()
+            .filter(|session| session.is_online())
+            .count()
+    }
+
     /// Number of sessions (connected or persistent) in this vhost.
     pub fn session_count(&self) -> usize {
         self.lock_sessions().len()

@@ -1,7 +1,7 @@
 //! Wiring: builds the broker from resolved settings and the internal database
-//! (`<data_dir>/definitions.json`, watched for changes), starts the listeners, and runs
-//! until SIGTERM or Ctrl-C, then shuts down gracefully (stop accepting, tell v5 clients 0x8B,
-//! flush, exit).
+//! (`<data_dir>/definitions.json`, watched for changes), starts the MQTT listeners and the
+//! management HTTP API, and runs until SIGTERM or Ctrl-C, then shuts down gracefully (stop
+//! accepting, tell v5 clients 0x8B, flush, exit).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,8 +12,10 @@ use ferrymq_broker::{AuthHook, Broker, Metrics};
 use ferrymq_transport::tls::TlsReloader;
 use ferrymq_transport::{MqttListenerOptions, bind_tcp, serve_mqtt, serve_ws};
 
+use ferrymq_admin::ManagementConfig;
+use ferrymq_admin::definitions::{self, Database, Watcher};
+
 use crate::config::Settings;
-use crate::definitions::{self, Database, Watcher};
 
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let mut auth = Authenticator::new(settings.auth.clone()).context("invalid [auth] settings")?;
@@ -49,8 +51,9 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         permissions = initial.permissions.len(),
         "definitions loaded"
     );
-    let watcher = Watcher::new(broker.clone(), database, initial, stamp)
-        .spawn(definitions::POLL_INTERVAL, broker.shutdown_token().clone());
+    let watcher = Watcher::new(broker.clone(), database, initial, stamp);
+    let live = Arc::clone(watcher.live());
+    let watcher = watcher.spawn(definitions::POLL_INTERVAL, broker.shutdown_token().clone());
 
     let mut listeners = Vec::new();
     for addr in &settings.mqtt_listen {
@@ -109,6 +112,26 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         tokio::spawn(tls.clone().watch(broker.shutdown_token().clone()));
         spawn_sighup_reload(tls.clone(), broker.shutdown_token().clone());
     }
+    let mut management = Vec::new();
+    if settings.management.enabled {
+        let config = ManagementConfig {
+            metrics_auth: settings.management.metrics_auth,
+        };
+        let router = ferrymq_admin::router(live, config);
+        for addr in &settings.management.listen {
+            let listener = bind_tcp(*addr)
+                .with_context(|| format!("cannot listen for the management HTTP API on {addr}"))?;
+            let local = listener.local_addr().unwrap_or(*addr);
+            tracing::info!(address = %local, metrics_auth = settings.management.metrics_auth, "management HTTP API listener started (/api, /metrics)");
+            let serve =
+                ferrymq_admin::serve(listener, router.clone(), broker.shutdown_token().clone());
+            management.push(tokio::spawn(async move {
+                if let Err(error) = serve.await {
+                    tracing::error!(address = %local, %error, "management HTTP API listener failed");
+                }
+            }));
+        }
+    }
     broker.spawn_sys_publisher();
     tracing::info!(data_dir = %settings.data_dir.display(), "FerryMQ is ready");
 
@@ -120,6 +143,12 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     }
     let _ = watcher.await;
     let deadline = Instant::now() + settings.shutdown_grace;
+    // Requests in progress may finish within the grace; a client that keeps one open longer
+    // does not hold the shutdown up.
+    for listener in management {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let _ = tokio::time::timeout(left, listener).await;
+    }
     while Metrics::get(&broker.metrics().connections_open) > 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }

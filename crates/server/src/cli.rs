@@ -19,6 +19,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::config::{self, ConfigError, Overrides, Settings};
 
 pub mod definitions;
+mod remote;
 
 pub use definitions::{ExportArgs, ImportArgs, Io, PermissionsArgs, UsersArgs, VhostsArgs};
 
@@ -26,8 +27,9 @@ pub use definitions::{ExportArgs, ImportArgs, Io, PermissionsArgs, UsersArgs, Vh
 ///
 /// With no subcommand, `ferrymq` runs `ferrymq serve` with the built-in defaults (plus any
 /// FERRYMQ_* environment variables): MQTT on 0.0.0.0:1883, MQTT over WebSocket on
-/// 0.0.0.0:15675 (paths /ws and /mqtt), data in ./data, and the user
-/// guest/guest usable from loopback only.
+/// 0.0.0.0:15675 (paths /ws and /mqtt), the management HTTP API and /metrics on
+/// 0.0.0.0:15672, data in ./data, and the user guest/guest (an administrator) usable from
+/// loopback only.
 #[derive(Debug, Parser)]
 #[command(name = "ferrymq", version, propagate_version = true)]
 pub struct Cli {
@@ -73,9 +75,12 @@ pub enum Command {
     ///
     /// Every part of a RabbitMQ export that does not carry over exactly is printed as a
     /// warning; RabbitMQ password hashes keep working and become argon2id at first login.
+    /// With --url the running broker's management API does the import (it applies at
+    /// once), otherwise the data directory's definitions.json is changed.
     ImportDefinitions(ImportArgs),
     /// Print the internal database in FerryMQ's definitions format (password hashes
-    /// included, never passwords), to standard output or FILE.
+    /// included, never passwords), to standard output or FILE; with --url, as a running
+    /// broker's management API exports it.
     ExportDefinitions(ExportArgs),
 }
 
@@ -135,6 +140,30 @@ pub struct ServeArgs {
     /// on with the default settings. See docs/access-control.md.
     #[arg(long, value_name = "URL", env = "FERRYMQ_AUTH_HTTP_URL", value_parser = parse_hook_url)]
     pub auth_http_url: Option<String>,
+
+    /// Management HTTP API (and /metrics) listen address; repeat for several. Replaces the
+    /// file's management.listen. The environment variable takes a comma-separated list.
+    #[arg(
+        long,
+        value_name = "ADDR:PORT",
+        env = "FERRYMQ_MANAGEMENT_LISTEN",
+        value_delimiter = ',',
+        value_parser = parse_listen_addr
+    )]
+    pub management_listen: Vec<SocketAddr>,
+
+    /// Serve the management HTTP API (management.enabled); `--management=false` turns it
+    /// off. The environment variable takes true/false/1/0.
+    #[arg(
+        long = "management",
+        value_name = "BOOL",
+        env = "FERRYMQ_MANAGEMENT",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_parser = BoolishValueParser::new()
+    )]
+    pub management_enabled: Option<bool>,
 }
 
 /// `ferrymq check-config`
@@ -177,6 +206,9 @@ impl ServeArgs {
             allow_anonymous: self.allow_anonymous,
             log_level: self.log_level.clone(),
             auth_http_url: self.auth_http_url.clone(),
+            management_listen: (!self.management_listen.is_empty())
+                .then(|| self.management_listen.clone()),
+            management_enabled: self.management_enabled,
         }
     }
 

@@ -67,6 +67,30 @@ pub struct Settings {
     pub tls_vhost: Option<Arc<str>>,
     /// Proxies whose PROXY headers and forwarding headers are believed.
     pub trusted_proxies: Arc<TrustedProxies>,
+    /// The management HTTP API and `/metrics`.
+    pub management: ManagementSettings,
+}
+
+/// `[management]`: the management HTTP API, `/metrics` included.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManagementSettings {
+    /// Serve the API at all.
+    pub enabled: bool,
+    /// Where (RabbitMQ's port 15672 by default); empty: nowhere.
+    pub listen: Vec<SocketAddr>,
+    /// `/metrics` needs a user tagged administrator or monitoring.
+    pub metrics_auth: bool,
+}
+
+impl Default for ManagementSettings {
+    fn default() -> Self {
+        ManagementSettings {
+            enabled: true,
+            // management.listen = ["0.0.0.0:15672"] (RabbitMQ's management port)
+            listen: vec![SocketAddr::from(([0, 0, 0, 0], 15672))],
+            metrics_auth: false,
+        }
+    }
 }
 
 /// One WebSocket (or WSS) listener.
@@ -116,6 +140,7 @@ impl Default for Settings {
             tls_proxy: ProxyOptions::default(),
             tls_vhost: None,
             trusted_proxies: Arc::default(),
+            management: ManagementSettings::default(),
         }
     }
 }
@@ -137,6 +162,10 @@ pub struct Overrides {
     /// Replaces `auth.http.url`, or turns the hook on with the defaults when the file has no
     /// `[auth.http]` (already checked to be an http:// or https:// URL).
     pub auth_http_url: Option<String>,
+    /// Replaces `management.listen`.
+    pub management_listen: Option<Vec<SocketAddr>>,
+    /// Replaces `management.enabled`.
+    pub management_enabled: Option<bool>,
 }
 
 impl Settings {
@@ -179,6 +208,12 @@ impl Settings {
                 Some(hook) => hook.url.clone_from(url),
                 None => self.auth_hook = Some(AuthHookConfig::with_url(url.clone())),
             }
+        }
+        if let Some(listen) = &overrides.management_listen {
+            self.management.listen.clone_from(listen);
+        }
+        if let Some(enabled) = overrides.management_enabled {
+            self.management.enabled = enabled;
         }
     }
 }

@@ -10,13 +10,17 @@ use std::time::Duration;
 
 use ferrymq_auth::{AuthConfig, Authenticator, UserConfig};
 
-const ENV_VARS: [&str; 6] = [
+const ENV_VARS: [&str; 10] = [
     "FERRYMQ_CONFIG",
     "FERRYMQ_MQTT_LISTEN",
     "FERRYMQ_WS_LISTEN",
     "FERRYMQ_DATA_DIR",
     "FERRYMQ_ALLOW_ANONYMOUS",
     "FERRYMQ_LOG_LEVEL",
+    "FERRYMQ_MANAGEMENT_LISTEN",
+    "FERRYMQ_MANAGEMENT",
+    "FERRYMQ_MANAGEMENT_USER",
+    "FERRYMQ_MANAGEMENT_PASSWORD",
 ];
 
 /// The binary, with no FERRYMQ_* variable inherited from whoever runs the tests.
@@ -26,6 +30,9 @@ fn ferrymq() -> Command {
         command.env_remove(var);
     }
     command.env("NO_COLOR", "1");
+    // The management API's default port is fixed (15672): tests that start `serve` must not
+    // compete for it.
+    command.env("FERRYMQ_MANAGEMENT_LISTEN", "127.0.0.1:0");
     command
 }
 
@@ -87,6 +94,9 @@ fn help_lists_the_subcommands() {
         "FERRYMQ_MQTT_LISTEN",
         "--ws-listen",
         "FERRYMQ_WS_LISTEN",
+        "--management-listen",
+        "FERRYMQ_MANAGEMENT_LISTEN",
+        "--management[=<BOOL>]",
     ] {
         assert!(out.contains(flag), "{flag} missing from:\n{out}");
     }

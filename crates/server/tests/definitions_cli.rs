@@ -25,9 +25,15 @@ fn ferrymq() -> Command {
         "FERRYMQ_DATA_DIR",
         "FERRYMQ_ALLOW_ANONYMOUS",
         "FERRYMQ_LOG_LEVEL",
+        "FERRYMQ_MANAGEMENT",
+        "FERRYMQ_MANAGEMENT_USER",
+        "FERRYMQ_MANAGEMENT_PASSWORD",
     ] {
         command.env_remove(var);
     }
+    // The management API's default port is fixed (15672): brokers started here must not
+    // compete for it.
+    command.env("FERRYMQ_MANAGEMENT_LISTEN", "127.0.0.1:0");
     command
 }
 

@@ -116,6 +116,7 @@ fn every_listener_kind_and_sighup_reload() {
     let child = Command::new(env!("CARGO_BIN_EXE_ferrymq"))
         .args(["serve", "--mqtt-listen", &format!("127.0.0.1:{mqtt}")])
         .args(["--ws-listen", &format!("127.0.0.1:{ws}")])
+        .args(["--management-listen", "127.0.0.1:0"])
         .arg("--data-dir")
         .arg(dir.join("data"))
         .arg("--config")

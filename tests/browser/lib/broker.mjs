@@ -97,6 +97,7 @@ export class Broker {
     const cmd = [FERRYMQ_BIN, 'serve',
       '--mqtt-listen', `${HOST}:${this.mqttPort}`,
       '--ws-listen', `${HOST}:${this.wsPort}`,
+      '--management-listen', `${HOST}:0`,
       '--data-dir', this.dataDir,
       '--log-level', 'debug'];
     const toml = ferrymqConfig({ tls: this.tls, wssPort: this.wssPort, mqttTlsPort: this.mqttTlsPort, trustedProxies: this.trustedProxies, extraToml: this.extraToml });

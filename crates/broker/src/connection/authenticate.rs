@@ -10,17 +10,15 @@
 //! decides nothing itself: the answers' meaning belongs to `ferrymq_auth`, the HTTP exchange
 //! to `crate::auth_hook`.
 
-use std::sync::Arc;
 use std::time::SystemTime;
 
 use bytes::Bytes;
 use ferrymq_auth::hook::{HookRequest, HookVerdict};
-use ferrymq_auth::{AuthFailure, AuthRequest, DEFAULT_VHOST, Identity};
+use ferrymq_auth::{AuthFailure, AuthRequest, Authenticator, DEFAULT_VHOST, Identity};
 use ferrymq_codec::Connect;
 
 use super::Connection;
 use super::reauth::JWT_METHOD;
-use crate::Broker;
 use crate::auth_hook::{AuthHook, HookOnError, HookOrder};
 
 impl Connection {
@@ -102,7 +100,7 @@ impl Connection {
             listener_vhost: listener_vhost.filter(|vhost| *vhost != DEFAULT_VHOST),
             peer: self.peer,
             protocol_version: connect.protocol.level(),
-            transport: self.transport.map(|t| t.name()),
+            transport: Some(self.transport.as_str()),
         };
         match hook.ask(&question, &self.broker.metrics).await {
             Ok(verdict) => Some(match &*verdict {
@@ -136,9 +134,8 @@ impl Connection {
                 .auth
                 .is_cheap(connect.username.as_deref(), connect.password.as_deref());
         let ip = self.peer.ip();
-        let broker = Arc::clone(&self.broker);
         let listener_vhost = self.listener_vhost.clone();
-        let decide = move |broker: &Broker| {
+        let decide = move |auth: &Authenticator| {
             let request = AuthRequest {
                 username: username.as_deref(),
                 password: password.as_deref(),
@@ -148,19 +145,10 @@ impl Connection {
                 now: SystemTime::now(),
             };
             match &token {
-                Some(token) => broker.auth.authenticate_token(&request, token),
-                None => broker.auth.authenticate_request(&request),
+                Some(token) => auth.authenticate_token(&request, token),
+                None => auth.authenticate_request(&request),
             }
         };
-        if cheap {
-            return decide(&broker);
-        }
-        // Password hashing is deliberately slow: keep it off the async workers, and bound
-        // how many run at once so a flood of bad passwords cannot take every core.
-        let Ok(_slot) = self.broker.password_checks.acquire().await else {
-            return Err(AuthFailure::BadCredentials);
-        };
-        let verdict = tokio::task::spawn_blocking(move || decide(&broker)).await;
-        verdict.unwrap_or(Err(AuthFailure::BadCredentials))
+        self.broker.decide_login(cheap, decide).await
     }
 }

@@ -15,6 +15,8 @@ use ferrymq_topic::validate_topic_name;
 
 use super::reauth::{JWT_METHOD, deadline_of};
 use super::{Closed, Connection, Established};
+use crate::clients::Attachment;
+use crate::login::LoginError;
 use crate::metrics::Metrics;
 use crate::permission_cache::PermissionCache;
 
@@ -71,19 +73,17 @@ impl Connection {
         }
 
         let auth_generation = broker.auth.generation();
-        if let Err(blocked) = broker.throttle().check(self.peer.ip(), Instant::now()) {
-            Metrics::inc(&broker.metrics.logins_throttled);
-            tracing::warn!(peer = %self.peer, retry_after_secs = blocked.retry_after.as_secs(), "refusing CONNECT: too many failed logins from this address");
+        if let Err(LoginError::Throttled { retry_after }) =
+            broker.check_login_throttle(self.peer.ip())
+        {
+            tracing::warn!(peer = %self.peer, retry_after_secs = retry_after.as_secs(), "refusing CONNECT: too many failed logins from this address");
             // v5 can say why; v3's closest code is "server unavailable".
             return Err(self.refuse(ReasonCode::ConnectionRateExceeded));
         }
-        let identity = match self.authenticate(&connect).await {
-            Ok(identity) => {
-                broker
-                    .throttle()
-                    .record_success(self.peer.ip(), Instant::now());
-                identity
-            }
+        let verdict = self.authenticate(&connect).await;
+        broker.record_login(self.peer.ip(), verdict.as_ref().err().copied());
+        let identity = match verdict {
+            Ok(identity) => identity,
             Err(AuthFailure::Unavailable) => {
                 // Nobody's fault but the hook's: not a failed login, not throttled. v5 0x88 and
                 // v3 3 both say "try again later".
@@ -91,14 +91,6 @@ impl Connection {
                 return Err(self.refuse(ReasonCode::ServerUnavailable));
             }
             Err(failure) => {
-                Metrics::inc(&broker.metrics.auth_failures);
-                if failure == AuthFailure::BadCredentials
-                    && broker
-                        .throttle()
-                        .record_failure(self.peer.ip(), Instant::now())
-                {
-                    tracing::warn!(peer = %self.peer, "too many failed logins: blocking this address for a while");
-                }
                 tracing::info!(peer = %self.peer, username = connect.username.as_deref().unwrap_or(""), %failure, "refusing CONNECT");
                 let reason = match failure {
                     AuthFailure::BadCredentials => ReasonCode::BadUserNameOrPassword,
@@ -171,6 +163,13 @@ impl Connection {
         }
         {
             let mut inner = attached.session.lock();
+            inner.client = Some(Attachment::new(
+                Arc::clone(&identity.username),
+                self.peer,
+                state.keep_alive,
+                protocol,
+                self.transport,
+            ));
             inner.state.expiry_interval = expiry;
             // The will's payload points into the read buffer the CONNECT came in: copy it,
             // so a stored will does not keep that whole buffer alive for the session's life.

@@ -21,9 +21,11 @@ use ferrymq_auth::{
     Definitions, PasswordHash, Permissions, Tag, TopicRules, UserRecord, VhostRecord,
 };
 
+use ferrymq_admin::definitions::{ChangeError, Database};
+use ferrymq_auth::edit::{self, EditError, SourceFormat};
+
+use super::remote::RemoteArgs;
 use crate::config::{self, DEFAULT_DATA_DIR};
-use crate::definitions::Database;
-use crate::definitions::edit::{self, EditError, SourceFormat};
 
 /// Where the database is: `--data-dir`, else the config file's `server.data_dir`, else
 /// `./data` (the same rule as `serve`).
@@ -220,6 +222,8 @@ pub struct ImportArgs {
     pub format: FormatArg,
     #[command(flatten)]
     pub database: DatabaseArgs,
+    #[command(flatten)]
+    pub remote: RemoteArgs,
 }
 
 /// `--format` of `import-definitions`.
@@ -242,6 +246,8 @@ pub struct ExportArgs {
     pub file: Option<PathBuf>,
     #[command(flatten)]
     pub database: DatabaseArgs,
+    #[command(flatten)]
+    pub remote: RemoteArgs,
 }
 
 /// The terminals of a command.
@@ -255,7 +261,7 @@ pub struct Io<'a> {
 }
 
 /// A failed command's message (printed after `ferrymq: error: `).
-type Failure = String;
+pub(crate) type Failure = String;
 
 /// Prints `result`'s error and turns it into the exit code.
 fn finish(result: Result<(), Failure>, err: &mut dyn Write) -> ExitCode {
@@ -290,17 +296,11 @@ fn change<R>(
     database: &Database,
     edit: impl FnOnce(&mut Definitions) -> Result<Option<R>, EditError>,
 ) -> Result<Option<R>, Failure> {
-    let outcome = database
-        .document()
-        .update(|definitions| {
-            let result = edit(definitions)?;
-            if result.is_some() {
-                edit::validate(definitions)?;
-            }
-            Ok::<_, EditError>(result)
-        })
-        .map_err(|error| error.to_string())?;
-    outcome.map_err(|error| format!("{}: {error}", database.path().display()))
+    match database.change(edit) {
+        Ok(outcome) => Ok(outcome.map(|(result, _)| result)),
+        Err(ChangeError::Store(error)) => Err(error.to_string()),
+        Err(ChangeError::Edit(error)) => Err(format!("{}: {error}", database.path().display())),
+    }
 }
 
 fn load(database: &Database) -> Result<Definitions, Failure> {
@@ -310,7 +310,7 @@ fn load(database: &Database) -> Result<Definitions, Failure> {
         .map_err(|error| error.to_string())
 }
 
-fn print(out: &mut dyn Write, text: std::fmt::Arguments<'_>) -> Result<(), Failure> {
+pub(crate) fn print(out: &mut dyn Write, text: std::fmt::Arguments<'_>) -> Result<(), Failure> {
     writeln!(out, "{text}").map_err(|e| format!("cannot write the output: {e}"))
 }
 
@@ -604,7 +604,6 @@ impl ImportArgs {
     }
 
     fn execute(self, io: &mut Io<'_>) -> Result<(), Failure> {
-        let database = self.database.database()?;
         let name = self.file.display().to_string();
         let mut text = String::new();
         if name == "-" {
@@ -621,6 +620,10 @@ impl ImportArgs {
             FormatArg::Ferrymq => Some(SourceFormat::Ferrymq),
             FormatArg::Rabbitmq => Some(SourceFormat::Rabbitmq),
         };
+        if let Some(url) = &self.remote.url {
+            return self.remote.import(url, &name, text, format, io);
+        }
+        let database = self.database.database()?;
         let imported = edit::read_import(&text, format).map_err(|e| format!("{name}: {e}"))?;
         for warning in &imported.warnings {
             let _ = writeln!(io.err, "warning: {warning}");
@@ -660,10 +663,21 @@ impl ExportArgs {
     }
 
     fn execute(self, io: &mut Io<'_>) -> Result<(), Failure> {
-        let database = self.database.database()?;
-        let definitions = load(&database)?;
-        let mut text = export(&definitions);
-        text.push('\n');
+        let (text, counts) = match &self.remote.url {
+            Some(url) => self.remote.export(url)?,
+            None => {
+                let database = self.database.database()?;
+                let definitions = load(&database)?;
+                let mut text = export(&definitions);
+                text.push('\n');
+                let counts = (
+                    definitions.users.len(),
+                    definitions.vhosts.len(),
+                    definitions.permissions.len(),
+                );
+                (text, counts)
+            }
+        };
         match self.file.filter(|file| file.as_os_str() != "-") {
             None => io
                 .out
@@ -675,9 +689,9 @@ impl ExportArgs {
                 let _ = writeln!(
                     io.err,
                     "exported {} users, {} vhosts, {} permission records to {}",
-                    definitions.users.len(),
-                    definitions.vhosts.len(),
-                    definitions.permissions.len(),
+                    counts.0,
+                    counts.1,
+                    counts.2,
                     file.display()
                 );
                 Ok(())

@@ -55,6 +55,9 @@ fn serve_flags_become_overrides() {
         "[::1]:8080,127.0.0.1:8081",
         "--auth-http-url",
         "http://127.0.0.1:9000/auth",
+        "--management-listen",
+        "127.0.0.1:15999",
+        "--management=false",
     ]);
     assert_eq!(args.config.as_deref(), Some(Path::new("f.toml")));
     assert_eq!(
@@ -74,6 +77,8 @@ fn serve_flags_become_overrides() {
                 "127.0.0.1:8081".parse().unwrap(),
             ]),
             auth_http_url: Some("http://127.0.0.1:9000/auth".into()),
+            management_listen: Some(vec!["127.0.0.1:15999".parse().unwrap()]),
+            management_enabled: Some(false),
         }
     );
 }

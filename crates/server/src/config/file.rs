@@ -23,6 +23,16 @@ pub(crate) struct ConfigFile {
     pub(crate) websocket: WebSocketSection,
     pub(crate) tls: TlsSection,
     pub(crate) proxy: ProxySection,
+    pub(crate) management: ManagementSection,
+}
+
+/// `[management]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct ManagementSection {
+    pub(crate) enabled: Option<Spanned<bool>>,
+    pub(crate) listen: Option<Spanned<ListenAddrs>>,
+    pub(crate) metrics_auth: Option<Spanned<bool>>,
 }
 
 /// `[server]`

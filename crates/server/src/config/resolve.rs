@@ -130,6 +130,16 @@ impl Resolver<'_> {
         addrs
     }
 
+    fn management(&mut self, file: &ConfigFile, settings: &mut Settings) {
+        let section = &file.management;
+        let management = &mut settings.management;
+        management.enabled = Self::bool(&section.enabled, management.enabled);
+        management.metrics_auth = Self::bool(&section.metrics_auth, management.metrics_auth);
+        if let Some(listen) = &section.listen {
+            management.listen = self.listen_addrs(listen, "management.listen");
+        }
+    }
+
     fn mqtt(&mut self, file: &ConfigFile, default: &MqttSettings) -> MqttSettings {
         let mqtt = &file.mqtt;
         let connect_timeout = self.int(
@@ -355,6 +365,7 @@ pub(super) fn resolve(file: &ConfigFile, source: &str) -> Result<Settings, Vec<P
     settings.auth_hook = resolver.auth_hook(file);
     resolver.network(file, &mut settings);
     resolver.jwt_cookie(file, &mut settings);
+    resolver.management(file, &mut settings);
 
     if resolver.problems.is_empty() {
         return Ok(settings);

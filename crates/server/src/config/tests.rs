@@ -303,6 +303,35 @@ topic_alias_maximum = 0
 }
 
 #[test]
+fn management_section_is_wired_and_checked() {
+    let defaults = Settings::default().management;
+    assert!(defaults.enabled && !defaults.metrics_auth);
+    assert_eq!(
+        defaults.listen,
+        vec!["0.0.0.0:15672".parse::<SocketAddr>().unwrap()]
+    );
+    let s = parse(
+        "f.toml",
+        "[management]\nenabled = false\nlisten = [\"127.0.0.1:1\", \"[::1]:2\"]\nmetrics_auth = true\n",
+    )
+    .unwrap();
+    assert!(!s.management.enabled && s.management.metrics_auth);
+    assert_eq!(
+        s.management.listen,
+        vec!["127.0.0.1:1".parse().unwrap(), "[::1]:2".parse().unwrap()]
+    );
+    let one = parse("f.toml", "[management]\nlisten = \"127.0.0.1:3\"\n").unwrap();
+    assert_eq!(one.management.listen, vec!["127.0.0.1:3".parse().unwrap()]);
+    assert_eq!(
+        one_problem("[management]\nlisten = [\"localhost:15672\"]\n"),
+        "f.toml:2:11: management.listen: \"localhost:15672\" is not an IP:PORT address (such as \"0.0.0.0:1883\" or \"[::]:1883\")"
+    );
+    assert!(
+        one_problem("[management]\nport = 1\n").starts_with("f.toml:2:1: unknown field `port`")
+    );
+}
+
+#[test]
 fn listen_takes_one_address_or_a_list() {
     let one = parse("f.toml", "[mqtt]\nlisten = \"127.0.0.1:1\"\n").unwrap();
     assert_eq!(one.mqtt_listen, vec!["127.0.0.1:1".parse().unwrap()]);
@@ -528,7 +557,14 @@ fn overrides_beat_the_file() {
         log_level: Some("debug".into()),
         ws_listen: None,
         auth_http_url: None,
+        management_listen: Some(vec!["127.0.0.1:4".parse().unwrap()]),
+        management_enabled: Some(false),
     });
+    assert_eq!(
+        settings.management.listen,
+        vec!["127.0.0.1:4".parse::<SocketAddr>().unwrap()]
+    );
+    assert!(!settings.management.enabled);
     assert_eq!(settings.mqtt_listen, vec!["127.0.0.1:3".parse().unwrap()]);
     assert_eq!(settings.data_dir, PathBuf::from("/b"));
     assert!(!settings.auth.allow_anonymous);

@@ -1,6 +1,6 @@
 use super::*;
 
-const RABBIT: &str = include_str!("../../../../auth/tests/fixtures/rabbit-definitions.json");
+const RABBIT: &str = include_str!("../../tests/fixtures/rabbit-definitions.json");
 
 fn user(name: &str) -> UserRecord {
     UserRecord {

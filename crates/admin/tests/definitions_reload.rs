@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferrymq::definitions::{Database, Watcher};
+use ferrymq_admin::definitions::{Database, Watcher};
 use ferrymq_auth::{
     AuthConfig, AuthFailure, Authenticator, Definitions, PasswordHash, PermissionRecord,
     Permissions, UserRecord, VhostRecord,
@@ -89,7 +89,7 @@ fn change(database: &Database, edit: impl FnOnce(&mut Definitions)) {
 
 #[tokio::test]
 async fn changes_apply_and_invalid_files_are_ignored() {
-    let mut s = setup();
+    let s = setup();
     let generation = s.broker.auth().generation();
 
     // Nothing changed: nothing replaced (connections keep their cached decisions).
@@ -142,7 +142,7 @@ async fn changes_apply_and_invalid_files_are_ignored() {
 
 #[tokio::test]
 async fn rabbitmq_hashes_are_upgraded_unless_the_password_changed() {
-    let mut s = setup();
+    let s = setup();
     assert_eq!(login(&s.broker, "alice", "alice-pw"), Ok(()));
     assert_eq!(login(&s.broker, "bob", "bob-pw"), Ok(()));
     // Meanwhile an operator gives bob a new password: the upgrade must not undo it.

@@ -1,18 +1,24 @@
-//! The changes the CLI makes to [`Definitions`], as pure functions: add, delete and change
-//! users, vhosts and permissions; read an import file in either format and merge it.
+//! The changes made to [`Definitions`], as pure functions: add, delete and change users,
+//! vhosts and permissions; read an import file in either format and merge it.
 //!
-//! Each change checks what it can say best itself (a user that already exists, an unknown
-//! vhost) and leaves overall consistency to [`Definitions::validate`], which the caller runs
-//! on the result before saving. No I/O, no printing.
+//! Both the `ferrymq users|vhosts|permissions|import-definitions` commands and the
+//! management HTTP API (`ferrymq-admin`) make their changes through these functions, so the
+//! two cannot drift apart; they live here, beside the model, because this crate is the one
+//! both can reach. Each change checks what it can say best itself (a user that already
+//! exists, an unknown vhost) and leaves overall consistency to [`Definitions::validate`],
+//! which the caller runs on the result before saving. No I/O, no printing.
 
 use std::collections::HashMap;
 use std::fmt;
 
-use ferrymq_auth::definitions::{self as auth_definitions, DefinitionsError};
-use ferrymq_auth::{
-    DEFAULT_VHOST, Definitions, PasswordHash, PermissionRecord, Permissions, Tag, UserRecord,
-    VhostRecord, rabbit,
+use crate::authenticator::DEFAULT_VHOST;
+use crate::definitions::{
+    self as auth_definitions, Definitions, DefinitionsError, PermissionRecord, Tag, UserRecord,
+    VhostRecord,
 };
+use crate::password_hash::PasswordHash;
+use crate::permissions::Permissions;
+use crate::rabbit;
 
 /// The description given to the vhost `/` when `users add` creates it.
 pub const DEFAULT_VHOST_DESCRIPTION: &str = "Default virtual host";
@@ -28,6 +34,8 @@ pub enum EditError {
     VhostExists(String),
     /// A vhost that does not exist.
     NoSuchVhost(String),
+    /// A new user was given neither a password nor a password hash.
+    NoPassword(String),
     /// The result would be inconsistent.
     Invalid(Vec<DefinitionsError>),
 }
@@ -43,6 +51,10 @@ impl fmt::Display for EditError {
                 write!(f, "no user {name:?} (see `ferrymq users list`)")
             }
             EditError::VhostExists(name) => write!(f, "vhost {name:?} already exists"),
+            EditError::NoPassword(name) => write!(
+                f,
+                "a new user needs a password or a password hash (\"\" for none): {name:?}"
+            ),
             EditError::NoSuchVhost(name) => {
                 write!(f, "no vhost {name:?} (see `ferrymq vhosts list`)")
             }
@@ -131,6 +143,16 @@ pub fn set_tags(
     Ok(())
 }
 
+/// Replaces a user's connection limit (`None`: no limit).
+pub fn set_user_max_connections(
+    definitions: &mut Definitions,
+    name: &str,
+    max_connections: Option<u32>,
+) -> Result<(), EditError> {
+    user_mut(definitions, name)?.max_connections = max_connections;
+    Ok(())
+}
+
 /// `tags` without repeats, first occurrence kept.
 pub fn dedup(tags: Vec<Tag>) -> Vec<Tag> {
     let mut unique: Vec<Tag> = Vec::with_capacity(tags.len());
@@ -148,6 +170,27 @@ pub fn add_vhost(definitions: &mut Definitions, vhost: VhostRecord) -> Result<()
         return Err(EditError::VhostExists(vhost.name));
     }
     definitions.vhosts.push(vhost);
+    Ok(())
+}
+
+/// Changes a vhost's description and connection limit; `None` leaves a field as it is.
+pub fn update_vhost(
+    definitions: &mut Definitions,
+    name: &str,
+    description: Option<String>,
+    max_connections: Option<Option<u32>>,
+) -> Result<(), EditError> {
+    let vhost = definitions
+        .vhosts
+        .iter_mut()
+        .find(|vhost| vhost.name == name)
+        .ok_or_else(|| EditError::NoSuchVhost(name.to_owned()))?;
+    if let Some(description) = description {
+        vhost.description = description;
+    }
+    if let Some(max_connections) = max_connections {
+        vhost.max_connections = max_connections;
+    }
     Ok(())
 }
 

@@ -1,26 +1,32 @@
 //! The internal access-control database: `<data_dir>/definitions.json`, one
 //! [`JsonDocument`] of [`Definitions`] (users, vhosts, permissions) shared by the running
-//! broker and the `ferrymq users|vhosts|permissions|import-definitions` commands.
+//! broker, the management HTTP API and the `ferrymq users|vhosts|permissions|
+//! import-definitions` commands.
 //!
-//! Both sides change the file only through [`JsonDocument::update`] (read-modify-write under
+//! Why here: the CLI (in the `ferrymq` binary) and the management API (this crate) must make
+//! every change the same way, and this crate is the lowest one that both reach and that knows
+//! the broker, the auth model and the store. The pure edits themselves live in
+//! [`ferrymq_auth::edit`]; this module adds the file, its lock and validation
+//! ([`Database::change`]), and keeping a running broker in step with the file ([`Live`]).
+//!
+//! Everybody changes the file only through [`JsonDocument::update`] (read-modify-write under
 //! an exclusive lock, atomic replace), so the CLI is safe while the broker runs. The broker
 //! loads the file at start ([`Database::load_valid`]: an invalid file stops the start), then
 //! a [`Watcher`] polls the file's stamp and applies changes within [`POLL_INTERVAL`], and
-//! writes back the argon2id hashes of users who logged in with a legacy hash.
-//!
-//! The pure edits the commands make live in [`edit`]; nothing here prints. Nothing here logs
-//! a password or a hash.
+//! writes back the argon2id hashes of users who logged in with a legacy hash. Changes made
+//! through [`Live::change`] (the API) apply at once. Nothing here prints, and nothing logs a
+//! password or a hash.
 
-pub mod edit;
 mod watch;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use ferrymq_auth::edit::{self, EditError};
 use ferrymq_auth::{Definitions, DefinitionsError};
 use ferrymq_store::{JsonDocument, Stamp, StoreError};
 
-pub use watch::{POLL_INTERVAL, Watcher};
+pub use watch::{Live, POLL_INTERVAL, Watcher};
 
 /// The database's file name inside the data directory.
 pub const FILE_NAME: &str = "definitions.json";
@@ -68,6 +74,17 @@ impl From<StoreError> for LoadError {
     }
 }
 
+/// Why [`Database::change`] changed nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum ChangeError {
+    /// The file could not be read or written.
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    /// The edit was refused, or its result would be invalid.
+    #[error("{0}")]
+    Edit(#[from] EditError),
+}
+
 impl Database {
     /// The database of the data directory `dir` (nothing is read or created yet).
     pub fn in_data_dir(dir: &Path) -> Database {
@@ -89,6 +106,24 @@ impl Database {
     /// Reads the file (missing = empty) without checking consistency.
     pub fn load(&self) -> Result<(Definitions, Option<Stamp>), StoreError> {
         self.document.load()
+    }
+
+    /// One read-modify-write under the file's exclusive lock: `edit` changes the definitions
+    /// and returns `Ok(Some(r))` to save them (after [`Definitions::validate`] accepted the
+    /// result), `Ok(None)` to leave the file untouched, or its refusal. Returns `r` and the
+    /// definitions as saved. Blocks on the lock: call it from a blocking thread in async code.
+    pub fn change<R>(
+        &self,
+        edit: impl FnOnce(&mut Definitions) -> Result<Option<R>, EditError>,
+    ) -> Result<Option<(R, Definitions)>, ChangeError> {
+        let outcome = self.document.update(|definitions| {
+            let Some(result) = edit(definitions)? else {
+                return Ok(None);
+            };
+            edit::validate(definitions)?;
+            Ok::<_, EditError>(Some((result, definitions.clone())))
+        })?;
+        Ok(outcome?)
     }
 
     /// Reads the file and checks it with [`Definitions::validate`].
