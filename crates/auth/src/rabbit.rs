@@ -290,9 +290,18 @@ impl Importer {
     }
 
     fn password_hash(&mut self, user: &str, entry: &Map<String, Value>) -> PasswordHash {
-        let hash = match entry.get("password_hash").and_then(Value::as_str) {
-            None | Some("") => return PasswordHash::None,
-            Some(hash) => hash.to_owned(),
+        let hash = match entry.get("password_hash") {
+            None | Some(Value::Null) => return PasswordHash::None,
+            Some(Value::String(hash)) if hash.is_empty() => return PasswordHash::None,
+            Some(Value::String(hash)) => hash.clone(),
+            Some(_) => {
+                // Not silently "no password": the operator should learn the user cannot log in.
+                self.warnings.push(ImportWarning::UnusablePasswordHash {
+                    user: user.to_owned(),
+                    reason: "password_hash is not a string".to_owned(),
+                });
+                return PasswordHash::None;
+            }
         };
         let algorithm = match entry.get("hashing_algorithm").and_then(Value::as_str) {
             Some(algorithm) => algorithm,

@@ -139,7 +139,9 @@ impl<T: Serialize + DeserializeOwned + Default> JsonDocument<T> {
         tmp.push(".tmp");
         let tmp = PathBuf::from(tmp);
         let write = || -> io::Result<()> {
-            let mut file = File::create(&tmp)?;
+            // A leftover of a crashed write may have another mode: start afresh.
+            let _ = fs::remove_file(&tmp);
+            let mut file = private_file(&tmp)?;
             file.write_all(&bytes)?;
             file.sync_all()?;
             fs::rename(&tmp, &self.path)?;
@@ -179,6 +181,17 @@ fn stamp_of(meta: &fs::Metadata) -> Stamp {
     }
 }
 
+/// Creates (or truncates) `path` readable and writable by its owner only: documents hold
+/// password hashes, which no other local user should read. (The mode applies when the
+/// file is created; `write_unlocked` always creates a fresh temporary file.)
+fn private_file(path: &Path) -> io::Result<File> {
+    let mut options = OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -211,6 +224,23 @@ mod tests {
             !dir.path().join("sub/defs.json.tmp").exists(),
             "no temporary left behind"
         );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn documents_are_readable_by_their_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("defs.json");
+        // Even over a leftover temporary file with a looser mode.
+        std::fs::write(dir.path().join("defs.json.tmp"), "x").expect("write");
+        let doc = JsonDocument::<Doc>::new(path.clone());
+        doc.save(&Doc::default()).expect("save");
+        let mode = std::fs::metadata(&path)
+            .expect("metadata")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "mode {mode:o}");
     }
 
     #[test]

@@ -338,3 +338,24 @@ proptest::proptest! {
         proptest::prop_assert!(problems.is_empty(), "{:?}", problems);
     }
 }
+
+#[test]
+fn a_password_hash_that_is_not_a_string_is_reported() {
+    let export = r#"{"rabbit_version": "3.13.0", "users": [
+        {"name": "odd", "password_hash": 12345, "hashing_algorithm": "rabbit_password_hashing_sha256", "tags": []},
+        {"name": "none", "password_hash": "", "tags": []}
+    ]}"#;
+    let (defs, warnings) = import(export).expect("imports");
+    assert_eq!(
+        defs.user("odd").map(|u| &u.password_hash),
+        Some(&PasswordHash::None)
+    );
+    assert_eq!(
+        warnings,
+        vec![ImportWarning::UnusablePasswordHash {
+            user: "odd".into(),
+            reason: "password_hash is not a string".into(),
+        }],
+        "an empty hash is a user without password, as in RabbitMQ: no warning"
+    );
+}
