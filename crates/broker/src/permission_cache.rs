@@ -11,14 +11,22 @@ use crate::sys::SYS_PREFIX;
 /// connection whatever topics a client invents).
 const MAX_CACHED: usize = 64;
 
+/// Most connections have full rights (`#` to publish and subscribe, nothing denied), and every
+/// idle connection's task holds this inline: those get a variant with nothing bound and
+/// nothing to cache, the others a box.
 #[derive(Debug)]
-pub(crate) struct PermissionCache {
-    bound: BoundPermissions,
-    /// Full rights (`#` to publish and subscribe, nothing denied): every topic outside
-    /// `$SYS/` is allowed, `$`-topics such as `$app/...` included, with nothing to cache.
+pub(crate) enum PermissionCache {
+    /// Every topic outside `$SYS/` is allowed, `$`-topics such as `$app/...` included.
     /// (As ACL patterns, `#` would not cover `$` topics [MQTT-4.7.2-1].)
-    unrestricted: bool,
-    read_sys: bool,
+    Unrestricted {
+        read_sys: bool,
+    },
+    Restricted(Box<Restricted>),
+}
+
+#[derive(Debug)]
+pub(crate) struct Restricted {
+    bound: BoundPermissions,
     publish: HashMap<Box<str>, bool>,
 }
 
@@ -32,35 +40,39 @@ impl PermissionCache {
     ) -> PermissionCache {
         let everything =
             |rules: &TopicRules| rules.deny.is_empty() && rules.allow.iter().any(|a| a == "#");
-        PermissionCache {
-            bound: permissions.bind(username, client_id, vhost),
-            unrestricted: everything(&permissions.publish) && everything(&permissions.subscribe),
-            read_sys: permissions.read_sys,
-            publish: HashMap::new(),
+        if everything(&permissions.publish) && everything(&permissions.subscribe) {
+            return PermissionCache::Unrestricted {
+                read_sys: permissions.read_sys,
+            };
         }
+        PermissionCache::Restricted(Box::new(Restricted {
+            bound: permissions.bind(username, client_id, vhost),
+            publish: HashMap::new(),
+        }))
     }
 
     /// `$SYS/` is never publishable by clients, whatever the rules say.
     pub(crate) fn may_publish(&mut self, topic: &str) -> bool {
-        if self.unrestricted {
-            return !topic.starts_with(SYS_PREFIX);
-        }
-        if let Some(&decision) = self.publish.get(topic) {
+        let restricted = match self {
+            PermissionCache::Unrestricted { .. } => return !topic.starts_with(SYS_PREFIX),
+            PermissionCache::Restricted(restricted) => restricted,
+        };
+        if let Some(&decision) = restricted.publish.get(topic) {
             return decision;
         }
-        let decision = self.bound.may_publish(topic);
-        if self.publish.len() >= MAX_CACHED {
-            self.publish.clear();
+        let decision = restricted.bound.may_publish(topic);
+        if restricted.publish.len() >= MAX_CACHED {
+            restricted.publish.clear();
         }
-        self.publish.insert(Box::from(topic), decision);
+        restricted.publish.insert(Box::from(topic), decision);
         decision
     }
 
     /// Subscriptions are rare next to publishes: not cached.
     pub(crate) fn may_subscribe(&self, filter: &str) -> bool {
-        if self.unrestricted {
-            return !filter.starts_with("$SYS") || self.read_sys;
+        match self {
+            PermissionCache::Unrestricted { read_sys } => !filter.starts_with("$SYS") || *read_sys,
+            PermissionCache::Restricted(restricted) => restricted.bound.may_subscribe(filter),
         }
-        self.bound.may_subscribe(filter)
     }
 }
