@@ -10,10 +10,9 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::{Bytes, BytesMut};
 use ferrymq_codec::{
     AckProperties, ConnAck, ConnAckProperties, Connect, DecodeError, Decoder, Disconnect, Packet,
-    ProtocolVersion, PubAck, PubComp, PubRec, Publish, QoS, ReasonCode, SubAck, Subscribe,
-    UnsubAck, Unsubscribe, encode,
+    ProtocolVersion, PubComp, QoS, ReasonCode, SubAck, Subscribe, UnsubAck, Unsubscribe, encode,
 };
-use ferrymq_session::{ConnectionState, Delivery, InboundTopicError, Message, Subscription};
+use ferrymq_session::{ConnectionState, Delivery, Subscription};
 use ferrymq_topic::{SubscriptionFilter, parse_subscription_filter, validate_topic_name};
 
 use ferrymq_auth::{AuthFailure, AuthRequest, Identity};
@@ -24,6 +23,7 @@ use crate::permission_cache::PermissionCache;
 use crate::registry::{CloseKind, SessionHandle};
 use crate::{Broker, ConnectionPermit};
 
+mod publish;
 mod reauth;
 
 use reauth::{JWT_METHOD, deadline_of};
@@ -667,133 +667,6 @@ impl Connection {
         };
         let verdict = tokio::task::spawn_blocking(move || decide(&broker)).await;
         verdict.unwrap_or(Err(ferrymq_auth::AuthFailure::BadCredentials))
-    }
-
-    fn on_publish(&mut self, mut publish: Publish) -> Result<(), Closed> {
-        self.refresh_permissions()?;
-        let broker = Arc::clone(&self.broker);
-        Metrics::inc(&broker.metrics.messages_received);
-        let v5 = self.is_v5();
-        let Some(e) = self.established.as_mut() else {
-            return Err(Closed);
-        };
-        if let Err(error) = e.state.resolve_inbound_topic(&mut publish) {
-            return Err(match error {
-                InboundTopicError::AliasOutOfRange => self.violation(
-                    ReasonCode::TopicAliasInvalid,
-                    "topic alias out of range [MQTT-3.3.2-10]",
-                ),
-                InboundTopicError::UnknownAlias => self.violation(
-                    ReasonCode::ProtocolError,
-                    "topic alias never set [MQTT-3.3.4]",
-                ),
-                InboundTopicError::EmptyTopic => self.violation(
-                    ReasonCode::TopicNameInvalid,
-                    "empty topic name [MQTT-4.7.3-1]",
-                ),
-            });
-        }
-        if !publish.properties.subscription_identifiers.is_empty() {
-            return Err(self.violation(
-                ReasonCode::ProtocolError,
-                "client PUBLISH with a Subscription Identifier [MQTT-3.3.4-6]",
-            ));
-        }
-        if let Some(response) = &publish.properties.response_topic
-            && validate_topic_name(response, &broker.topic_limits).is_err()
-        {
-            return Err(self.violation(
-                ReasonCode::ProtocolError,
-                "Response Topic is not a valid topic name [MQTT-3.3.2-14]",
-            ));
-        }
-        if let Err(error) = validate_topic_name(&publish.topic, &broker.topic_limits) {
-            Metrics::inc(&broker.metrics.topics_invalid);
-            return Err(self.violation(ReasonCode::TopicNameInvalid, &error.to_string()));
-        }
-        if publish.qos > broker.config.mqtt.maximum_qos {
-            return Err(self.violation(
-                ReasonCode::QoSNotSupported,
-                "QoS above Maximum QoS [MQTT-3.2.2-11]",
-            ));
-        }
-        if publish.retain && !broker.config.mqtt.retain_available {
-            return Err(self.violation(
-                ReasonCode::RetainNotSupported,
-                "retain not available [MQTT-3.2.2-14]",
-            ));
-        }
-        let packet_id = publish.packet_id.unwrap_or(0);
-        let qos = publish.qos;
-        let allowed = self
-            .established
-            .as_mut()
-            .is_some_and(|e| e.permissions.may_publish(&publish.topic));
-        if !allowed {
-            // Not the user's to publish (`$SYS/` is nobody's): refused, connection kept.
-            tracing::info!(peer = %self.peer, client_id = %self.client_id(), topic = %publish.topic, "refusing PUBLISH: not authorized");
-            Metrics::inc(&broker.metrics.publishes_denied);
-            if !v5 && broker.config.mqtt.disconnect_v3_on_denied_publish {
-                return Err(self.disconnect(ReasonCode::NotAuthorized));
-            }
-            match qos {
-                QoS::AtMostOnce => {}
-                QoS::AtLeastOnce => self.send(&Packet::PubAck(PubAck::new(
-                    packet_id,
-                    ReasonCode::NotAuthorized,
-                ))),
-                QoS::ExactlyOnce => self.send(&Packet::PubRec(PubRec::new(
-                    packet_id,
-                    ReasonCode::NotAuthorized,
-                ))),
-            }
-            return Ok(());
-        }
-        let session = self
-            .established
-            .as_ref()
-            .map(|e| e.session.clone())
-            .ok_or(Closed)?;
-        if qos == QoS::ExactlyOnce {
-            let mut inner = session.lock();
-            let pending = inner.state.inbound_qos2_len();
-            let new = !inner.state.has_inbound_qos2(packet_id);
-            if new && pending >= usize::from(broker.config.limits.max_inflight) {
-                drop(inner);
-                return Err(self.violation(
-                    ReasonCode::ReceiveMaximumExceeded,
-                    "more QoS 2 PUBLISHes than Receive Maximum [MQTT-3.3.4-9]",
-                ));
-            }
-            inner.state.receive_qos2(packet_id);
-            drop(inner);
-            if !new {
-                // A re-sent QoS 2 PUBLISH we already routed: acknowledge, do not route twice.
-                self.send(&Packet::PubRec(PubRec::new(packet_id, ReasonCode::Success)));
-                return Ok(());
-            }
-        }
-        let message =
-            Message::from_publish(publish, Instant::now(), Some(session.client_id.clone()));
-        let outcome = broker.publish(&session.vhost, message);
-        let reason = match (v5, outcome.matched, outcome.refused) {
-            (false, _, _) => ReasonCode::Success,
-            (true, 0, _) => ReasonCode::NoMatchingSubscribers,
-            (true, matched, refused) if refused == matched => ReasonCode::QuotaExceeded,
-            _ => ReasonCode::Success,
-        };
-        match qos {
-            QoS::AtMostOnce => {}
-            QoS::AtLeastOnce => self.send(&Packet::PubAck(PubAck::new(packet_id, reason))),
-            QoS::ExactlyOnce => {
-                if reason.is_error() {
-                    // A failed QoS 2 exchange ends at PUBREC [MQTT-4.3.3-?]: forget the id.
-                    session.lock().state.release_qos2(packet_id);
-                }
-                self.send(&Packet::PubRec(PubRec::new(packet_id, reason)));
-            }
-        }
-        Ok(())
     }
 
     fn on_subscribe(&mut self, subscribe: Subscribe) -> Result<(), Closed> {
