@@ -4,13 +4,13 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::{Bytes, BytesMut};
 use ferrymq_codec::{
     AckProperties, ConnAck, ConnAckProperties, Connect, DecodeError, Decoder, Disconnect, Packet,
-    ProtocolVersion, PubComp, QoS, ReasonCode, SubAck, Subscribe, UnsubAck, Unsubscribe, encode,
+    ProtocolVersion, QoS, ReasonCode, SubAck, Subscribe, UnsubAck, Unsubscribe, encode,
 };
 use ferrymq_session::{ConnectionState, Delivery, Subscription};
 use ferrymq_topic::{SubscriptionFilter, parse_subscription_filter, validate_topic_name};
@@ -23,8 +23,11 @@ use crate::permission_cache::PermissionCache;
 use crate::registry::{CloseKind, SessionHandle};
 use crate::{Broker, ConnectionPermit};
 
+mod backpressure;
 mod publish;
 mod reauth;
+
+use backpressure::Parked;
 
 use reauth::{JWT_METHOD, deadline_of};
 
@@ -75,6 +78,8 @@ pub struct Connection {
     certificate_user: Option<Box<str>>,
     /// The listener's default vhost (clients without a `vhost:` prefix land there).
     listener_vhost: Option<Arc<str>>,
+    /// The PUBLISH whose acknowledgement waits for room in subscribers' queues, if any.
+    parked: Option<Box<Parked>>,
     _permit: ConnectionPermit,
 }
 
@@ -98,6 +103,7 @@ impl Connection {
             keep_alive_grace,
             certificate_user: None,
             listener_vhost: None,
+            parked: None,
             _permit: permit,
         }
     }
@@ -137,9 +143,22 @@ impl Connection {
     }
 
     /// Ready when [`Connection::on_wake`] has something to do: the session has deliveries,
-    /// or this connection was taken over. Never ready before CONNECT. Registers `cx`'s
-    /// waker with the session, so the transport needs no wait future of its own.
+    /// this connection was taken over, or (parked) a delivery it waits for was settled.
+    /// Never ready before CONNECT. Registers `cx`'s waker with the sessions concerned, so
+    /// the transport needs no wait future of its own.
     pub fn poll_wake(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let news = self.poll_news(cx);
+        let unparked = self.poll_unparked(cx);
+        match news.is_ready() || unparked.is_ready() {
+            true => Poll::Ready(()),
+            false => Poll::Pending,
+        }
+    }
+
+    /// [`Connection::poll_wake`] for the session's own news only: deliveries or a takeover.
+    /// (While a write is blocked only a takeover matters, and a settled parked delivery
+    /// stays settled until the connection looks.)
+    pub fn poll_news(&self, cx: &mut Context<'_>) -> Poll<()> {
         match &self.established {
             Some(e) => e.session.poll_news(self.id, cx),
             None => Poll::Pending,
@@ -173,12 +192,16 @@ impl Connection {
     }
 
     /// When [`Connection::on_deadline`] must be called: the CONNECT deadline, then the
-    /// earlier of the keep-alive deadline and the token's expiry.
+    /// earlier of the keep-alive deadline (the parked check instead while parked: the
+    /// client is not heard then) and the token's expiry.
     pub fn deadline(&self) -> Option<Instant> {
         match &self.established {
             None => Some(self.connect_deadline),
             Some(e) => {
-                let keep_alive = e.state.keep_alive_deadline(self.keep_alive_grace);
+                let keep_alive = match self.parked_deadline() {
+                    Some(check) => Some(check),
+                    None => e.state.keep_alive_deadline(self.keep_alive_grace),
+                };
                 match (keep_alive, e.token_deadline) {
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),
@@ -187,9 +210,11 @@ impl Connection {
         }
     }
 
-    /// Decodes and handles every complete packet at the front of `input`.
+    /// Decodes and handles every complete packet at the front of `input`; stops at a PUBLISH
+    /// that parks the connection (see [`Connection::is_parked`]), leaving the rest in
+    /// `input`. While parked, only reads ahead in `input` for acknowledgements.
     pub async fn on_input(&mut self, input: &mut BytesMut) -> Result<(), Closed> {
-        loop {
+        while self.parked.is_none() {
             match self.decoder.decode(input) {
                 Ok(Some(packet)) => {
                     if let Some(e) = &mut self.established {
@@ -201,16 +226,23 @@ impl Connection {
                 Err(error) => return Err(self.on_decode_error(error)),
             }
         }
+        self.read_ahead(input)?;
         self.transmit()
     }
 
-    /// The session was notified: send what its queue holds, or leave if it was taken over.
+    /// The session was notified, or deliveries this connection waits for were settled:
+    /// unpark if it can, send what the queue holds, or leave if it was taken over.
     pub fn on_wake(&mut self) -> Result<(), Closed> {
+        self.resume_parked(Instant::now());
         self.transmit()
     }
 
     /// The deadline from [`Connection::deadline`] has passed (checked against `now`).
     pub fn on_deadline(&mut self, now: Instant) -> Result<(), Closed> {
+        if self.parked_deadline().is_some_and(|check| check <= now) {
+            // Gives up on the subscribers that stalled; may unpark.
+            self.resume_parked(now);
+        }
         match self.deadline() {
             Some(deadline) if deadline <= now => {}
             _ => return Ok(()),
@@ -228,6 +260,10 @@ impl Connection {
         {
             tracing::info!(peer = %self.peer, client_id = %self.client_id(), "closing connection: token expired");
             return Err(self.disconnect(ReasonCode::MaximumConnectTime));
+        }
+        if self.parked.is_some() {
+            // The parked check moved on; keep-alive does not run while the client is not read.
+            return Ok(());
         }
         Metrics::inc(&self.broker.metrics.keep_alive_timeouts);
         tracing::info!(peer = %self.peer, client_id = %self.client_id(), "keep-alive timeout");
@@ -248,6 +284,7 @@ impl Connection {
             return;
         }
         self.closed = true;
+        self.withdraw_parked();
         if let Some(e) = &self.established {
             tracing::info!(peer = %self.peer, client_id = %e.session.client_id, kind = ?self.close_kind, "client disconnected");
             self.broker
@@ -328,40 +365,14 @@ impl Connection {
                 )),
             };
         }
+        let Some(packet) = self.on_session_packet(packet) else {
+            return Ok(());
+        };
         match packet {
             Packet::Publish(publish) => self.on_publish(publish),
-            Packet::PubAck(ack) => {
-                self.with_session(|s| s.state.on_puback(ack.packet_id));
-                Ok(())
-            }
-            Packet::PubRec(rec) => {
-                if let Some(rel) =
-                    self.with_session(|s| s.state.on_pubrec(rec.packet_id, rec.reason_code))
-                {
-                    self.send(&Packet::PubRel(rel));
-                }
-                Ok(())
-            }
-            Packet::PubRel(rel) => {
-                let known = self.with_session(|s| s.state.release_qos2(rel.packet_id));
-                let reason = match known {
-                    true => ReasonCode::Success,
-                    false => ReasonCode::PacketIdentifierNotFound,
-                };
-                self.send(&Packet::PubComp(PubComp::new(rel.packet_id, reason)));
-                Ok(())
-            }
-            Packet::PubComp(comp) => {
-                self.with_session(|s| s.state.on_pubcomp(comp.packet_id));
-                Ok(())
-            }
             Packet::Subscribe(subscribe) => self.on_subscribe(subscribe),
             Packet::Unsubscribe(unsubscribe) => {
                 self.on_unsubscribe(unsubscribe);
-                Ok(())
-            }
-            Packet::PingReq => {
-                self.send(&Packet::PingResp);
                 Ok(())
             }
             Packet::Disconnect(disconnect) => Err(self.on_disconnect(disconnect)),
@@ -756,7 +767,7 @@ impl Connection {
         // Retained messages follow the SUBACK [MQTT-3.8.4-?]: they go through the session
         // queue like any delivery, so flow control and packet ids apply to them too.
         for delivery in retained {
-            session.deliver(delivery, broker.queue_limits(), &broker.metrics);
+            session.deliver(delivery, broker.queue_limits(), &broker.metrics, None);
         }
         Ok(())
     }
@@ -872,18 +883,25 @@ impl Connection {
             return Ok(());
         };
         let mut packets = Vec::new();
+        let mut admitted = Vec::new();
         let kicked = {
             let mut inner = e.session.lock();
             if inner.attached != Some(self.id) {
                 Some(inner.kick.unwrap_or(ReasonCode::SessionTakenOver))
             } else {
+                let now = Instant::now();
+                let queued = inner.state.queued_len();
                 let dropped = inner.state.poll_transmit(
                     &mut e.state,
-                    Instant::now(),
+                    now,
                     broker.config.limits.max_inflight,
                     TRANSMIT_BUDGET,
                     &mut packets,
                 );
+                // Room was made: publishers waiting for it may come in.
+                let progressed = inner.state.queued_len() < queued;
+                admitted =
+                    inner.admit_parked(progressed, broker.queue_limits(), now, &broker.metrics);
                 if dropped.budget_exhausted {
                     // More is queued: come back after this batch is written, so a long
                     // backlog goes out in bounded turns instead of one huge buffer. (This
@@ -901,6 +919,7 @@ impl Connection {
                 None
             }
         };
+        admitted.into_iter().for_each(Waker::wake);
         if let Some(reason) = kicked {
             return Err(self.taken_over(reason));
         }

@@ -3,6 +3,7 @@
 //! metrics. It knows nothing of transports: a transport hands each connection's decoded
 //! bytes to a [`Connection`] and writes back what it produces.
 
+mod backpressure;
 pub mod config;
 mod connection;
 mod connection_limits;
@@ -22,7 +23,7 @@ use ferrymq_session::QueueLimits;
 use ferrymq_topic::TopicLimits;
 use tokio_util::sync::CancellationToken;
 
-pub use config::{BrokerConfig, Limits, MqttSettings};
+pub use config::{BrokerConfig, Limits, MqttSettings, QueueOverflow};
 pub use connection::{Closed, Connection};
 pub use metrics::Metrics;
 pub use registry::{CloseKind, SessionHandle};

@@ -53,6 +53,16 @@ counters! {
     messages_sent,
     /// Messages dropped because a session queue was full (`max_queued_messages`/`_bytes`).
     messages_dropped_queue_full,
+    /// QoS 1/2 PUBLISHes held back because a connected subscriber's queue was full: the
+    /// publishing connection stopped reading until there was room (`queue_overflow`).
+    publishes_blocked,
+    /// Publishing connections blocked that way right now.
+    publishers_blocked,
+    /// Milliseconds publishing connections have spent blocked, summed.
+    publishers_blocked_ms,
+    /// Blocked deliveries given up because their subscriber sent nothing for
+    /// `publish_backpressure_timeout` (then queued or dropped by the overflow policy).
+    publish_backpressure_timeouts,
     /// Messages dropped because their Message Expiry Interval passed while queued.
     messages_dropped_expired,
     /// Messages not sent because they exceed the client's Maximum Packet Size.

@@ -32,7 +32,7 @@ pub use client::{Event, RawClient};
 
 /// Re-exported so that tests need only this crate for packets and broker settings.
 pub use ferrymq_auth::{AuthConfig, UserConfig};
-pub use ferrymq_broker::{BrokerConfig, Limits, Metrics, MqttSettings};
+pub use ferrymq_broker::{BrokerConfig, Limits, Metrics, MqttSettings, QueueOverflow};
 pub use ferrymq_codec as codec;
 
 /// How long an `expect_*` call waits for something that must happen.

@@ -121,14 +121,17 @@ impl Connection {
         }
         let message =
             Message::from_publish(publish, Instant::now(), Some(session.client_id.clone()));
-        let outcome = broker.publish(&session.vhost, message);
-        self.acknowledge(&session, qos, packet_id, outcome);
+        let routed = broker.publish_from(&session.vhost, message, self.id);
+        match routed.parked.is_empty() {
+            true => self.acknowledge(&session, qos, packet_id, routed.outcome),
+            false => self.park(routed.parked, qos, packet_id, routed.outcome),
+        }
         Ok(())
     }
 
     /// Answers a routed QoS 1/2 PUBLISH: PUBACK or PUBREC, whose v5 reason says whether
     /// any subscriber took the message.
-    fn acknowledge(
+    pub(super) fn acknowledge(
         &mut self,
         session: &SessionHandle,
         qos: QoS,

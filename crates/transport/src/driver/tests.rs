@@ -5,7 +5,8 @@
 //! `WsStream` or the task, box something rarely used instead, or accept the next size and
 //! update the numbers here and in docs/memory.md. (At 6ef899a `Connection` is 640 bytes, 488
 //! of them the established state with the client's identity and rights; before that state
-//! was added the futures were 520 and 648 bytes, in 640- and 768-byte cells.)
+//! was added the futures were 520 and 648 bytes, in 640- and 768-byte cells. Back-pressure
+//! added 8, the pointer to a parked PUBLISH's state: 960 and 1,088 bytes.)
 
 use std::time::Duration;
 
