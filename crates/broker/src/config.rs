@@ -14,6 +14,12 @@ pub struct Limits {
     pub max_inflight: u16,
     pub max_queued_messages: usize,
     pub max_queued_bytes: usize,
+    /// What a QoS 1/2 message for a connected subscriber whose queue is full does.
+    pub queue_overflow: QueueOverflow,
+    /// How long a connected subscriber that sends nothing from its full queue may hold
+    /// publishers back (with [`QueueOverflow::Backpressure`]); counted from its last
+    /// progress, not from each publish.
+    pub publish_backpressure_timeout: Duration,
     pub max_topic_length: usize,
     pub max_topic_levels: usize,
     pub max_client_id_length: usize,
@@ -35,6 +41,12 @@ impl Default for Limits {
             max_inflight: 128,
             max_queued_messages: 1000,
             max_queued_bytes: 16 * 1024 * 1024,
+            queue_overflow: QueueOverflow::Backpressure,
+            // Long enough to ride out a burst or a garbage-collection pause of a subscriber
+            // (one that drains even 1,000 msg/s empties a default queue in a second), short
+            // enough that a dead subscriber not yet caught by its keep-alive stalls publishers
+            // well within the 10 s or more that client libraries wait for a PUBACK.
+            publish_backpressure_timeout: Duration::from_secs(5),
             max_topic_length: 4096,
             max_topic_levels: 128,
             max_client_id_length: 256,
@@ -46,6 +58,20 @@ impl Default for Limits {
             failed_login_block: Duration::from_secs(60),
         }
     }
+}
+
+/// The overflow policy of a session queue for QoS 1/2 messages to a connected subscriber.
+/// (QoS 0 messages are always dropped when the queue is full, oldest first: the protocol
+/// allows their loss. Offline sessions never hold publishers back.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum QueueOverflow {
+    /// The publishing connection stops reading and holds back its PUBACK/PUBREC until the
+    /// subscriber's queue has room, at most `publish_backpressure_timeout` without progress.
+    #[default]
+    Backpressure,
+    /// The message is refused for that subscriber (v5 publishers see 0x97 Quota Exceeded
+    /// when no subscriber took it), as for offline sessions.
+    Drop,
 }
 
 /// Protocol behaviour that operators may tune.

@@ -4,17 +4,16 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use ferrymq_codec::{
     AckProperties, ConnAck, ConnAckProperties, DecodeError, Decoder, Disconnect, Packet,
-    ProtocolVersion, PubAck, PubComp, PubRec, Publish, QoS, ReasonCode, SubAck, Subscribe,
-    UnsubAck, Unsubscribe, encode,
+    ProtocolVersion, ReasonCode, SubAck, Subscribe, UnsubAck, Unsubscribe, encode,
 };
-use ferrymq_session::{ConnectionState, Delivery, InboundTopicError, Message, Subscription};
-use ferrymq_topic::{SubscriptionFilter, parse_subscription_filter, validate_topic_name};
+use ferrymq_session::{ConnectionState, Delivery, Subscription};
+use ferrymq_topic::{SubscriptionFilter, parse_subscription_filter};
 
 use ferrymq_auth::Identity;
 
@@ -26,8 +25,12 @@ use crate::registry::{CloseKind, SessionHandle};
 use crate::{Broker, ConnectionPermit};
 
 mod authenticate;
+mod backpressure;
 mod connect;
+mod publish;
 mod reauth;
+
+use backpressure::Parked;
 
 /// Payload bytes one delivery turn moves from the session queue to the output buffer.
 const TRANSMIT_BUDGET: usize = 64 * 1024;
@@ -36,13 +39,15 @@ const TRANSMIT_BUDGET: usize = 64 * 1024;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Closed;
 
-/// What the transport learnt about the client before CONNECT.
+/// What the transport learnt about the client before CONNECT, needed only by CONNECT.
 #[derive(Default)]
 struct HandshakeCredentials {
     /// User name from a verified TLS client certificate, when the listener maps them.
     certificate_user: Option<String>,
     /// A token from the WebSocket handshake's cookie ([`Connection::with_cookie_token`]).
     cookie_token: Option<String>,
+    /// The listener's default vhost (clients without a `vhost:` prefix land there).
+    listener_vhost: Option<Arc<str>>,
 }
 
 struct Established {
@@ -84,10 +89,10 @@ pub struct Connection {
     /// taken by CONNECT. Boxed: most connections have none, and every idle connection's
     /// task pays for what is inline here.
     handshake: Option<Box<HandshakeCredentials>>,
-    /// The listener's default vhost (clients without a `vhost:` prefix land there).
-    listener_vhost: Option<Arc<str>>,
     /// How the client connected, for the management API (one byte, in padding).
     transport: Transport,
+    /// The PUBLISH whose acknowledgement waits for room in subscribers' queues, if any.
+    parked: Option<Box<Parked>>,
     _permit: ConnectionPermit,
 }
 
@@ -110,8 +115,8 @@ impl Connection {
             closed: false,
             keep_alive_grace,
             handshake: None,
-            listener_vhost: None,
             transport: Transport::Tcp,
+            parked: None,
             _permit: permit,
         }
     }
@@ -143,7 +148,7 @@ impl Connection {
     /// Clients of this connection's listener land in `vhost` unless their user name says
     /// otherwise (`vhost:user`).
     pub fn with_listener_vhost(mut self, vhost: Arc<str>) -> Connection {
-        self.listener_vhost = Some(vhost);
+        self.handshake.get_or_insert_default().listener_vhost = Some(vhost);
         self
     }
 
@@ -167,9 +172,22 @@ impl Connection {
     }
 
     /// Ready when [`Connection::on_wake`] has something to do: the session has deliveries,
-    /// or this connection was taken over. Never ready before CONNECT. Registers `cx`'s
-    /// waker with the session, so the transport needs no wait future of its own.
+    /// this connection was taken over, or (parked) a delivery it waits for was settled.
+    /// Never ready before CONNECT. Registers `cx`'s waker with the sessions concerned, so
+    /// the transport needs no wait future of its own.
     pub fn poll_wake(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let news = self.poll_news(cx);
+        let unparked = self.poll_unparked(cx);
+        match news.is_ready() || unparked.is_ready() {
+            true => Poll::Ready(()),
+            false => Poll::Pending,
+        }
+    }
+
+    /// [`Connection::poll_wake`] for the session's own news only: deliveries or a takeover.
+    /// (While a write is blocked only a takeover matters, and a settled parked delivery
+    /// stays settled until the connection looks.)
+    pub fn poll_news(&self, cx: &mut Context<'_>) -> Poll<()> {
         match &self.established {
             Some(e) => e.session.poll_news(self.id, cx),
             None => Poll::Pending,
@@ -202,12 +220,16 @@ impl Connection {
     }
 
     /// When [`Connection::on_deadline`] must be called: the CONNECT deadline, then the
-    /// earlier of the keep-alive deadline and the token's expiry.
+    /// earlier of the keep-alive deadline (the parked check instead while parked: the
+    /// client is not heard then) and the token's expiry.
     pub fn deadline(&self) -> Option<Instant> {
         match &self.established {
             None => Some(self.connect_deadline),
             Some(e) => {
-                let keep_alive = e.state.keep_alive_deadline(self.keep_alive_grace);
+                let keep_alive = match self.parked_deadline() {
+                    Some(check) => Some(check),
+                    None => e.state.keep_alive_deadline(self.keep_alive_grace),
+                };
                 match (keep_alive, e.token_deadline) {
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),
@@ -216,9 +238,11 @@ impl Connection {
         }
     }
 
-    /// Decodes and handles every complete packet at the front of `input`.
+    /// Decodes and handles every complete packet at the front of `input`; stops at a PUBLISH
+    /// that parks the connection (see [`Connection::is_parked`]), leaving the rest in
+    /// `input`. While parked, only reads ahead in `input` for acknowledgements.
     pub async fn on_input(&mut self, input: &mut BytesMut) -> Result<(), Closed> {
-        loop {
+        while self.parked.is_none() {
             match self.decoder.decode(input) {
                 Ok(Some(packet)) => {
                     if let Some(e) = &mut self.established {
@@ -230,16 +254,23 @@ impl Connection {
                 Err(error) => return Err(self.on_decode_error(error)),
             }
         }
+        self.read_ahead(input)?;
         self.transmit()
     }
 
-    /// The session was notified: send what its queue holds, or leave if it was taken over.
+    /// The session was notified, or deliveries this connection waits for were settled:
+    /// unpark if it can, send what the queue holds, or leave if it was taken over.
     pub fn on_wake(&mut self) -> Result<(), Closed> {
+        self.resume_parked(Instant::now());
         self.transmit()
     }
 
     /// The deadline from [`Connection::deadline`] has passed (checked against `now`).
     pub fn on_deadline(&mut self, now: Instant) -> Result<(), Closed> {
+        if self.parked_deadline().is_some_and(|check| check <= now) {
+            // Gives up on the subscribers that stalled; may unpark.
+            self.resume_parked(now);
+        }
         match self.deadline() {
             Some(deadline) if deadline <= now => {}
             _ => return Ok(()),
@@ -257,6 +288,10 @@ impl Connection {
         {
             tracing::info!(peer = %self.peer, client_id = %self.client_id(), "closing connection: its credentials expired");
             return Err(self.disconnect(ReasonCode::MaximumConnectTime));
+        }
+        if self.parked.is_some() {
+            // The parked check moved on; keep-alive does not run while the client is not read.
+            return Ok(());
         }
         Metrics::inc(&self.broker.metrics.keep_alive_timeouts);
         tracing::info!(peer = %self.peer, client_id = %self.client_id(), "keep-alive timeout");
@@ -277,6 +312,7 @@ impl Connection {
             return;
         }
         self.closed = true;
+        self.withdraw_parked();
         if let Some(e) = &self.established {
             tracing::info!(peer = %self.peer, client_id = %e.session.client_id, kind = ?self.close_kind, "client disconnected");
             self.broker
@@ -357,40 +393,14 @@ impl Connection {
                 )),
             };
         }
+        let Some(packet) = self.on_session_packet(packet) else {
+            return Ok(());
+        };
         match packet {
             Packet::Publish(publish) => self.on_publish(publish),
-            Packet::PubAck(ack) => {
-                self.with_session(|s| s.state.on_puback(ack.packet_id));
-                Ok(())
-            }
-            Packet::PubRec(rec) => {
-                if let Some(rel) =
-                    self.with_session(|s| s.state.on_pubrec(rec.packet_id, rec.reason_code))
-                {
-                    self.send(&Packet::PubRel(rel));
-                }
-                Ok(())
-            }
-            Packet::PubRel(rel) => {
-                let known = self.with_session(|s| s.state.release_qos2(rel.packet_id));
-                let reason = match known {
-                    true => ReasonCode::Success,
-                    false => ReasonCode::PacketIdentifierNotFound,
-                };
-                self.send(&Packet::PubComp(PubComp::new(rel.packet_id, reason)));
-                Ok(())
-            }
-            Packet::PubComp(comp) => {
-                self.with_session(|s| s.state.on_pubcomp(comp.packet_id));
-                Ok(())
-            }
             Packet::Subscribe(subscribe) => self.on_subscribe(subscribe),
             Packet::Unsubscribe(unsubscribe) => {
                 self.on_unsubscribe(unsubscribe);
-                Ok(())
-            }
-            Packet::PingReq => {
-                self.send(&Packet::PingResp);
                 Ok(())
             }
             Packet::Disconnect(disconnect) => Err(self.on_disconnect(disconnect)),
@@ -423,133 +433,6 @@ impl Connection {
             properties: ConnAckProperties::default(),
         }));
         Closed
-    }
-
-    fn on_publish(&mut self, mut publish: Publish) -> Result<(), Closed> {
-        self.refresh_permissions()?;
-        let broker = Arc::clone(&self.broker);
-        Metrics::inc(&broker.metrics.messages_received);
-        let v5 = self.is_v5();
-        let Some(e) = self.established.as_mut() else {
-            return Err(Closed);
-        };
-        if let Err(error) = e.state.resolve_inbound_topic(&mut publish) {
-            return Err(match error {
-                InboundTopicError::AliasOutOfRange => self.violation(
-                    ReasonCode::TopicAliasInvalid,
-                    "topic alias out of range [MQTT-3.3.2-10]",
-                ),
-                InboundTopicError::UnknownAlias => self.violation(
-                    ReasonCode::ProtocolError,
-                    "topic alias never set [MQTT-3.3.4]",
-                ),
-                InboundTopicError::EmptyTopic => self.violation(
-                    ReasonCode::TopicNameInvalid,
-                    "empty topic name [MQTT-4.7.3-1]",
-                ),
-            });
-        }
-        if !publish.properties.subscription_identifiers.is_empty() {
-            return Err(self.violation(
-                ReasonCode::ProtocolError,
-                "client PUBLISH with a Subscription Identifier [MQTT-3.3.4-6]",
-            ));
-        }
-        if let Some(response) = &publish.properties.response_topic
-            && validate_topic_name(response, &broker.topic_limits).is_err()
-        {
-            return Err(self.violation(
-                ReasonCode::ProtocolError,
-                "Response Topic is not a valid topic name [MQTT-3.3.2-14]",
-            ));
-        }
-        if let Err(error) = validate_topic_name(&publish.topic, &broker.topic_limits) {
-            Metrics::inc(&broker.metrics.topics_invalid);
-            return Err(self.violation(ReasonCode::TopicNameInvalid, &error.to_string()));
-        }
-        if publish.qos > broker.config.mqtt.maximum_qos {
-            return Err(self.violation(
-                ReasonCode::QoSNotSupported,
-                "QoS above Maximum QoS [MQTT-3.2.2-11]",
-            ));
-        }
-        if publish.retain && !broker.config.mqtt.retain_available {
-            return Err(self.violation(
-                ReasonCode::RetainNotSupported,
-                "retain not available [MQTT-3.2.2-14]",
-            ));
-        }
-        let packet_id = publish.packet_id.unwrap_or(0);
-        let qos = publish.qos;
-        let allowed = self
-            .established
-            .as_mut()
-            .is_some_and(|e| e.permissions.may_publish(&publish.topic));
-        if !allowed {
-            // Not the user's to publish (`$SYS/` is nobody's): refused, connection kept.
-            tracing::info!(peer = %self.peer, client_id = %self.client_id(), topic = %publish.topic, "refusing PUBLISH: not authorized");
-            Metrics::inc(&broker.metrics.publishes_denied);
-            if !v5 && broker.config.mqtt.disconnect_v3_on_denied_publish {
-                return Err(self.disconnect(ReasonCode::NotAuthorized));
-            }
-            match qos {
-                QoS::AtMostOnce => {}
-                QoS::AtLeastOnce => self.send(&Packet::PubAck(PubAck::new(
-                    packet_id,
-                    ReasonCode::NotAuthorized,
-                ))),
-                QoS::ExactlyOnce => self.send(&Packet::PubRec(PubRec::new(
-                    packet_id,
-                    ReasonCode::NotAuthorized,
-                ))),
-            }
-            return Ok(());
-        }
-        let session = self
-            .established
-            .as_ref()
-            .map(|e| e.session.clone())
-            .ok_or(Closed)?;
-        if qos == QoS::ExactlyOnce {
-            let mut inner = session.lock();
-            let pending = inner.state.inbound_qos2_len();
-            let new = !inner.state.has_inbound_qos2(packet_id);
-            if new && pending >= usize::from(broker.config.limits.max_inflight) {
-                drop(inner);
-                return Err(self.violation(
-                    ReasonCode::ReceiveMaximumExceeded,
-                    "more QoS 2 PUBLISHes than Receive Maximum [MQTT-3.3.4-9]",
-                ));
-            }
-            inner.state.receive_qos2(packet_id);
-            drop(inner);
-            if !new {
-                // A re-sent QoS 2 PUBLISH we already routed: acknowledge, do not route twice.
-                self.send(&Packet::PubRec(PubRec::new(packet_id, ReasonCode::Success)));
-                return Ok(());
-            }
-        }
-        let message =
-            Message::from_publish(publish, Instant::now(), Some(session.client_id.clone()));
-        let outcome = broker.publish(&session.vhost, message);
-        let reason = match (v5, outcome.matched, outcome.refused) {
-            (false, _, _) => ReasonCode::Success,
-            (true, 0, _) => ReasonCode::NoMatchingSubscribers,
-            (true, matched, refused) if refused == matched => ReasonCode::QuotaExceeded,
-            _ => ReasonCode::Success,
-        };
-        match qos {
-            QoS::AtMostOnce => {}
-            QoS::AtLeastOnce => self.send(&Packet::PubAck(PubAck::new(packet_id, reason))),
-            QoS::ExactlyOnce => {
-                if reason.is_error() {
-                    // A failed QoS 2 exchange ends at PUBREC [MQTT-4.3.3-?]: forget the id.
-                    session.lock().state.release_qos2(packet_id);
-                }
-                self.send(&Packet::PubRec(PubRec::new(packet_id, reason)));
-            }
-        }
-        Ok(())
     }
 
     fn on_subscribe(&mut self, subscribe: Subscribe) -> Result<(), Closed> {
@@ -639,7 +522,7 @@ impl Connection {
         // Retained messages follow the SUBACK [MQTT-3.8.4-?]: they go through the session
         // queue like any delivery, so flow control and packet ids apply to them too.
         for delivery in retained {
-            session.deliver(delivery, broker.queue_limits(), &broker.metrics);
+            session.deliver(delivery, broker.queue_limits(), &broker.metrics, None);
         }
         Ok(())
     }
@@ -755,18 +638,25 @@ impl Connection {
             return Ok(());
         };
         let mut packets = Vec::new();
+        let mut admitted = Vec::new();
         let kicked = {
             let mut inner = e.session.lock();
             if let Some(kicked) = Kicked::check(&mut inner, self.id) {
                 Some(kicked)
             } else {
+                let now = Instant::now();
+                let queued = inner.state.queued_len();
                 let dropped = inner.state.poll_transmit(
                     &mut e.state,
-                    Instant::now(),
+                    now,
                     broker.config.limits.max_inflight,
                     TRANSMIT_BUDGET,
                     &mut packets,
                 );
+                // Room was made: publishers waiting for it may come in.
+                let progressed = inner.state.queued_len() < queued;
+                admitted =
+                    inner.admit_parked(progressed, broker.queue_limits(), now, &broker.metrics);
                 if dropped.budget_exhausted {
                     // More is queued: come back after this batch is written, so a long
                     // backlog goes out in bounded turns instead of one huge buffer. (This
@@ -784,6 +674,7 @@ impl Connection {
                 None
             }
         };
+        admitted.into_iter().for_each(Waker::wake);
         if let Some(kicked) = kicked {
             return Err(self.kicked(kicked));
         }

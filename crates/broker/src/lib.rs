@@ -5,6 +5,7 @@
 //! client the broker has, the optional HTTP authentication hook ([`AuthHook`]).
 
 pub mod auth_hook;
+mod backpressure;
 mod clients;
 pub mod config;
 mod connection;
@@ -28,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use auth_hook::{AuthHook, AuthHookConfig, AuthHookError, HookOnError, HookOrder};
 pub use clients::{ConnectionInfo, Transport};
-pub use config::{BrokerConfig, Limits, MqttSettings};
+pub use config::{BrokerConfig, Limits, MqttSettings, QueueOverflow};
 pub use connection::{Closed, Connection};
 pub use login::LoginError;
 pub use metrics::{MetricDescription, MetricKind, Metrics};

@@ -92,6 +92,16 @@ counters! {
     Counter messages_sent,
     /// Messages dropped because a session queue was full (`max_queued_messages`/`_bytes`).
     Counter messages_dropped_queue_full,
+    /// QoS 1/2 PUBLISHes held back because a connected subscriber's queue was full: the
+    /// publishing connection stopped reading until there was room (`queue_overflow`).
+    Counter publishes_blocked,
+    /// Publishing connections blocked that way right now.
+    Gauge publishers_blocked,
+    /// Milliseconds publishing connections have spent blocked, summed.
+    Counter publishers_blocked_ms,
+    /// Blocked deliveries given up because their subscriber sent nothing for
+    /// `publish_backpressure_timeout` (then queued or dropped by the overflow policy).
+    Counter publish_backpressure_timeouts,
     /// Messages dropped because their Message Expiry Interval passed while queued.
     Counter messages_dropped_expired,
     /// Messages not sent because they exceed the client's Maximum Packet Size.

@@ -3,9 +3,12 @@
 //! (wills, Will Delay Interval, Session Expiry Interval).
 //!
 //! Lock order (never take an earlier lock while holding a later one):
-//! `Broker::sessions` -> `SessionHandle::inner` -> `Broker::router` -> `Broker::retained`.
+//! `Vhost::sessions` -> `SessionHandle::inner` -> `Vhost::router` -> `Vhost::retained`.
 //! In practice the last three are never nested: routing collects targets under the router
-//! lock, releases it, then locks each session.
+//! lock, releases it, then locks each session. Two `SessionHandle::inner` locks are never
+//! held at once (so a publisher that is its own subscriber takes its lock once), and wakers
+//! are woken after the lock that yielded them is released; `backpressure.rs` follows the
+//! same rules for the publishers waiting in a session.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -16,6 +19,7 @@ use ferrymq_codec::{QoS, ReasonCode};
 use ferrymq_session::{Delivery, Enqueue, Message, QueueLimits, SessionState};
 
 use crate::Broker;
+use crate::backpressure::{Congestion, Offered, Publisher};
 use crate::clients::Attachment;
 use crate::metrics::Metrics;
 use crate::vhost::Vhost;
@@ -52,12 +56,14 @@ pub(crate) struct SessionInner {
     pub(crate) news: bool,
     /// Who the attached connection is, for the management API; `None` while detached.
     pub(crate) client: Option<Attachment>,
+    /// Publishers waiting for room in the queue (back-pressure), while there are any.
+    pub(crate) congestion: Option<Box<Congestion>>,
 }
 
 impl SessionInner {
     /// Tells the attached connection there is news; the caller wakes the returned task
     /// after releasing the lock.
-    fn signal(&mut self) -> Option<Waker> {
+    pub(crate) fn signal(&mut self) -> Option<Waker> {
         self.news = true;
         self.waker.take()
     }
@@ -70,6 +76,9 @@ pub(crate) enum Delivered {
     /// Not kept: QoS 0 to an offline session, or the session ended meanwhile.
     Skipped,
     Refused,
+    /// Waiting for room in the queue of the connected session: the publisher must hold back
+    /// its acknowledgement (see `backpressure.rs`).
+    Parked,
 }
 
 impl SessionHandle {
@@ -85,6 +94,7 @@ impl SessionHandle {
                 waker: None,
                 news: false,
                 client: None,
+                congestion: None,
             }),
             client_id,
             online: AtomicBool::new(false),
@@ -145,18 +155,31 @@ impl SessionHandle {
 
     /// Queues a delivery and wakes the connection. QoS 0 messages, and messages that expire
     /// on arrival, are not kept for a disconnected client (as Mosquitto's default for QoS 0).
+    /// With a `publisher` that may wait, a QoS 1/2 delivery that does not fit the queue of
+    /// this connected session is parked instead of refused.
     pub(crate) fn deliver(
         &self,
         delivery: Delivery,
         limits: QueueLimits,
         metrics: &Metrics,
+        publisher: Option<Publisher>,
     ) -> Delivered {
         let mut inner = self.lock();
         let offline_skips = delivery.qos == QoS::AtMostOnce || delivery.message.expires_on_arrival;
         if inner.ended || (inner.attached.is_none() && offline_skips) {
             return Delivered::Skipped;
         }
-        let outcome = inner.state.enqueue(delivery, limits);
+        let may_wait = delivery.qos != QoS::AtMostOnce
+            && inner.attached.is_some()
+            // One that could never fit would only wait for the timeout.
+            && delivery.message.weight() <= limits.max_bytes;
+        let outcome = match publisher {
+            Some(publisher) if may_wait => match inner.offer_or_park(delivery, limits, publisher) {
+                Offered::Done(outcome) => outcome,
+                Offered::Parked => return Delivered::Parked,
+            },
+            _ => inner.state.enqueue(delivery, limits),
+        };
         let online = inner.attached.is_some();
         let waker = match outcome {
             Enqueue::Refused => None,
@@ -216,6 +239,7 @@ impl Broker {
         let mut previous_will = None;
         let mut old_to_end = None;
         let mut kicked = None;
+        let mut released = Vec::new();
         let mut session_present = false;
         let session = match existing {
             Some(handle) => {
@@ -243,6 +267,7 @@ impl Broker {
                 if clean_start {
                     previous_will = previous_will.or_else(|| inner.state.will.take());
                     inner.ended = true;
+                    released = inner.release_parked(self.queue_limits(), &self.metrics);
                     drop(inner);
                     old_to_end = Some(handle);
                     let fresh = Arc::new(SessionHandle::new(client_id.clone(), vhost.clone()));
@@ -276,6 +301,7 @@ impl Broker {
         if let Some(waker) = kicked {
             waker.wake();
         }
+        released.into_iter().for_each(Waker::wake);
         if let Some(old) = old_to_end {
             self.forget_subscriptions(&old);
             self.redistribute_shared(&old);
@@ -315,8 +341,15 @@ impl Broker {
         }
         let generation = inner.generation;
         let ends_now = inner.state.expiry_interval == 0;
+        // Offline sessions hold no publisher back. (One that ends now releases them as it
+        // ends: what waited is then skipped, not refused.)
+        let released = match ends_now {
+            true => Vec::new(),
+            false => inner.release_parked(self.queue_limits(), &self.metrics),
+        };
         let has_timer = inner.state.will_due_at().is_some() || inner.state.expires_at().is_some();
         drop(inner);
+        released.into_iter().for_each(Waker::wake);
         self.redistribute_shared(session);
         if ends_now {
             self.end_session(session, now);
@@ -381,11 +414,13 @@ impl Broker {
                 Metrics::dec(&self.metrics.sessions);
             }
         }
-        let will = {
+        let (will, released) = {
             let mut inner = session.lock();
             inner.ended = true;
-            inner.state.will.take()
+            let released = inner.release_parked(self.queue_limits(), &self.metrics);
+            (inner.state.will.take(), released)
         };
+        released.into_iter().for_each(Waker::wake);
         self.forget_subscriptions(session);
         if let Some(will) = will {
             self.publish_will(&session.vhost, *will, session.client_id.clone(), now);

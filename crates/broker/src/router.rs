@@ -15,6 +15,8 @@ use ferrymq_session::{Delivery, Message, Subscription};
 use ferrymq_topic::{SubscriptionFilter, SubscriptionTrie};
 
 use crate::Broker;
+use crate::backpressure::Publisher;
+use crate::config::QueueOverflow;
 use crate::metrics::Metrics;
 use crate::registry::{Delivered, SessionHandle};
 use crate::vhost::Vhost;
@@ -78,6 +80,14 @@ pub struct PublishOutcome {
     pub refused: usize,
 }
 
+/// What routing a client's PUBLISH did: the outcome so far, and the connected sessions whose
+/// full queues hold a delivery of it back (each once), for the publisher to wait for.
+#[derive(Debug, Default)]
+pub(crate) struct Routed {
+    pub(crate) outcome: PublishOutcome,
+    pub(crate) parked: Vec<Arc<SessionHandle>>,
+}
+
 /// One session's copy of a message, before merging overlapping subscriptions.
 struct Target {
     session: Arc<SessionHandle>,
@@ -89,8 +99,26 @@ struct Target {
 
 impl Broker {
     /// Routes one message: stores or clears it as retained when its RETAIN flag is set
-    /// [MQTT-3.3.1-5], then queues it to every matching session.
+    /// [MQTT-3.3.1-5], then queues it to every matching session. Full queues refuse it
+    /// (nothing here can wait for room).
     pub fn publish(&self, vhost: &Vhost, message: Message) -> PublishOutcome {
+        self.route(vhost, message, None).outcome
+    }
+
+    /// [`Broker::publish`] for the client connection `publisher`, which can wait: with the
+    /// back-pressure policy, QoS 1/2 deliveries that do not fit a connected session's queue
+    /// are parked there for it instead of refused.
+    pub(crate) fn publish_from(&self, vhost: &Vhost, message: Message, publisher: u64) -> Routed {
+        let limits = &self.config.limits;
+        let publisher = (limits.queue_overflow == QueueOverflow::Backpressure).then(|| Publisher {
+            connection: publisher,
+            now: Instant::now(),
+            timeout: limits.publish_backpressure_timeout,
+        });
+        self.route(vhost, message, publisher)
+    }
+
+    fn route(&self, vhost: &Vhost, message: Message, publisher: Option<Publisher>) -> Routed {
         let message = Arc::new(message);
         // A message that expires on arrival can still clear a retained message, but is not kept.
         let storable = !message.expires_on_arrival || message.payload.is_empty();
@@ -129,17 +157,18 @@ impl Broker {
                     }
                 });
         }
-        let mut outcome = PublishOutcome {
-            matched: 0,
-            refused: 0,
-        };
+        let mut routed = Routed::default();
         for (session, delivery) in merge_overlapping(&message, targets) {
-            outcome.matched += 1;
-            if session.deliver(delivery, self.queue_limits(), &self.metrics) == Delivered::Refused {
-                outcome.refused += 1;
+            routed.outcome.matched += 1;
+            match session.deliver(delivery, self.queue_limits(), &self.metrics, publisher) {
+                Delivered::Refused => routed.outcome.refused += 1,
+                Delivered::Parked if !routed.parked.iter().any(|s| Arc::ptr_eq(s, &session)) => {
+                    routed.parked.push(session)
+                }
+                _ => {}
             }
         }
-        outcome
+        routed
     }
 
     fn store_retained(&self, vhost: &Vhost, message: &Arc<Message>) {
@@ -343,7 +372,7 @@ impl Broker {
         }
         drop(router);
         for (target, delivery) in moves {
-            target.deliver(delivery, self.queue_limits(), &self.metrics);
+            target.deliver(delivery, self.queue_limits(), &self.metrics, None);
         }
     }
 }

@@ -15,6 +15,9 @@ pub(crate) struct DeliveryQueue {
     bytes: usize,
     /// How many items are QoS 0 (the ones the overflow policy may drop).
     qos0: usize,
+    /// Sum of `message.weight()` of the QoS 0 items: with `qos0`, tells in O(1) whether
+    /// dropping every QoS 0 item would make room for a new one.
+    qos0_bytes: usize,
 }
 
 impl DeliveryQueue {
@@ -32,6 +35,11 @@ impl DeliveryQueue {
 
     pub(crate) fn has_qos0(&self) -> bool {
         self.qos0 > 0
+    }
+
+    /// Items and bytes that would remain if every QoS 0 item were dropped.
+    pub(crate) fn without_qos0(&self) -> (usize, usize) {
+        (self.items.len() - self.qos0, self.bytes - self.qos0_bytes)
     }
 
     pub(crate) fn front(&self) -> Option<&Delivery> {
@@ -80,6 +88,7 @@ impl DeliveryQueue {
         let items = std::mem::take(&mut self.items);
         self.bytes = 0;
         self.qos0 = 0;
+        self.qos0_bytes = 0;
         for delivery in items {
             if take(&delivery) {
                 taken.push(delivery);
@@ -91,12 +100,20 @@ impl DeliveryQueue {
     }
 
     fn count_in(&mut self, delivery: &Delivery) {
-        self.bytes += delivery.message.weight();
-        self.qos0 += usize::from(delivery.qos == QoS::AtMostOnce);
+        let weight = delivery.message.weight();
+        self.bytes += weight;
+        if delivery.qos == QoS::AtMostOnce {
+            self.qos0 += 1;
+            self.qos0_bytes += weight;
+        }
     }
 
     fn count_out(&mut self, delivery: &Delivery) {
-        self.bytes -= delivery.message.weight();
-        self.qos0 -= usize::from(delivery.qos == QoS::AtMostOnce);
+        let weight = delivery.message.weight();
+        self.bytes -= weight;
+        if delivery.qos == QoS::AtMostOnce {
+            self.qos0 -= 1;
+            self.qos0_bytes -= weight;
+        }
     }
 }

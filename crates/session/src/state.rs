@@ -19,8 +19,8 @@ pub struct Subscription {
     pub identifier: Option<u32>,
 }
 
-/// Bounds of one session's queue. Overflow drops the oldest QoS 0 message first; when none is
-/// left, new messages are refused.
+/// Bounds of one session's queue. Overflow drops the oldest QoS 0 message first; when even
+/// dropping all of them would not make room, the new message is refused and nothing dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QueueLimits {
     pub max_messages: usize,
@@ -154,21 +154,42 @@ impl SessionState {
 
     /// Offers a delivery to the queue, applying the overflow policy.
     pub fn enqueue(&mut self, delivery: Delivery, limits: QueueLimits) -> Enqueue {
+        match self.offer(delivery, limits) {
+            Ok(0) => Enqueue::Queued,
+            Ok(dropped) => Enqueue::QueuedAfterDropping(dropped),
+            Err(_) => Enqueue::Refused,
+        }
+    }
+
+    /// Queues a delivery if it fits, dropping the oldest QoS 0 messages as far as needed;
+    /// returns how many were dropped. When it cannot fit even with every QoS 0 message gone,
+    /// nothing is dropped and the delivery is handed back, so that the caller can keep it
+    /// (a publisher waiting for room) instead of losing it.
+    pub fn offer(&mut self, delivery: Delivery, limits: QueueLimits) -> Result<usize, Delivery> {
         let weight = delivery.message.weight();
+        let (kept_len, kept_bytes) = self.queue.without_qos0();
+        if kept_len >= limits.max_messages || kept_bytes.saturating_add(weight) > limits.max_bytes {
+            return Err(delivery);
+        }
         let mut dropped = 0;
         while self.queue.len() >= limits.max_messages
             || self.queue.bytes().saturating_add(weight) > limits.max_bytes
         {
-            match self.queue.drop_oldest_qos0() {
-                true => dropped += 1,
-                false => return Enqueue::Refused,
+            if !self.queue.drop_oldest_qos0() {
+                // Unreachable after the check above; refusing is the safe answer anyway.
+                return Err(delivery);
             }
+            dropped += 1;
         }
         self.queue.push_back(delivery);
-        match dropped {
-            0 => Enqueue::Queued,
-            n => Enqueue::QueuedAfterDropping(n),
-        }
+        Ok(dropped)
+    }
+
+    /// Whether the queue is at or below half its limits, in messages and in bytes: the
+    /// low-water mark at which publishers held back by a full queue are let in again (half,
+    /// so that they are woken in batches rather than once per message sent).
+    pub fn below_low_water(&self, limits: QueueLimits) -> bool {
+        self.queue.len() <= limits.max_messages / 2 && self.queue.bytes() <= limits.max_bytes / 2
     }
 
     /// Drops QoS 0 messages from the queue: they are not kept for a disconnected client.

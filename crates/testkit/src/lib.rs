@@ -34,6 +34,7 @@ pub use client::{Event, RawClient};
 pub use ferrymq_auth::{AuthConfig, UserConfig};
 pub use ferrymq_broker::{
     AuthHookConfig, BrokerConfig, HookOnError, HookOrder, Limits, Metrics, MqttSettings,
+    QueueOverflow,
 };
 pub use ferrymq_codec as codec;
 

@@ -13,6 +13,12 @@
 //! Writes wait together with shutdown and takeover: a client that stops reading cannot
 //! hold its task hostage. A write the socket accepts nothing of for the write-stall limit
 //! closes the connection.
+//!
+//! A connection parked by back-pressure (its PUBLISH waits for room in a subscriber's queue,
+//! see `ferrymq_broker`'s `connection/backpressure.rs`) stops reading once it has buffered a
+//! little, so that the client feels TCP flow control, while everything else goes on: its own
+//! deliveries, its wakes, deadlines, shutdown and takeover. When it unparks, what it buffered
+//! is handed to it again.
 
 use std::future::{Future, poll_fn};
 use std::io;
@@ -131,8 +137,15 @@ struct Waits<'p> {
     closing: bool,
     /// The last read filled its buffer: more is probably waiting, read in `READ_CHUNK`s.
     burst: bool,
-    /// The session signalled news while a write was blocked: handle it after the write.
+    /// The session signalled news while a write was blocked (or the connection was let go
+    /// by its deadline while parked): handle it at the next turn.
     woken: bool,
+    /// The connection was parked when its input was last handled: once it is not, hand it
+    /// the input it buffered meanwhile.
+    parked: bool,
+    /// The peer closed its side while the connection was parked: close once what was read
+    /// before is handled.
+    eof: bool,
 }
 
 impl Waits<'_> {
@@ -184,6 +197,8 @@ impl<S: ConnectionIo> Task<S> {
                 closing: false,
                 burst: false,
                 woken: false,
+                parked: false,
+                eof: false,
             };
             // Whether the stream can still take a close handshake.
             let graceful = loop {
@@ -200,30 +215,41 @@ impl<S: ConnectionIo> Task<S> {
                     }
                 }
                 self.release_oversized_buffers();
-                if std::mem::take(&mut waits.woken) && self.conn.on_wake().is_err() {
-                    waits.start_closing();
-                    continue;
-                }
                 self.arm_deadline(&mut waits);
                 // A block, so that only what is needed past the await below is kept across it.
                 let (mut result, input, wake, deadline) = {
                     let events = poll_fn(|cx| self.poll_events(cx, &mut waits)).await;
                     let input = matches!(events.read, Some(Ok(1..)));
-                    (self.handle(&events), input, events.wake, events.deadline)
+                    (
+                        self.handle(&events, &mut waits),
+                        input,
+                        events.wake,
+                        events.deadline,
+                    )
                 };
-                if result.is_ok() && input {
+                if result.is_ok() && wake {
+                    result = self.conn.on_wake();
+                }
+                // Let go by the wake (or by the deadline, last turn): decode what it buffered.
+                let resumed = waits.parked && !self.conn.is_parked() && !self.input.is_empty();
+                if result.is_ok() && (input || resumed) {
                     // Boxed: handling input is the largest state of this task (~750 bytes);
                     // inline it would be paid by every idle connection, boxed only while
                     // bytes are handled.
                     result = Box::pin(self.conn.on_input(&mut self.input)).await;
                 }
-                if result.is_ok() && wake {
-                    result = self.conn.on_wake();
+                waits.parked = self.conn.is_parked();
+                if result.is_ok() && waits.eof && !waits.parked {
+                    tracing::debug!(peer = %self.conn.peer(), "peer closed the connection");
+                    result = Err(Closed);
                 }
                 if result.is_ok() && deadline {
                     let now = Instant::now();
                     self.stream.on_timer(now);
                     result = self.conn.on_deadline(now.into_std());
+                    // A parked connection whose subscribers stalled was let go: its input
+                    // is handled at the next turn.
+                    waits.woken |= waits.parked && !self.conn.is_parked();
                 }
                 if result.is_err() {
                     waits.start_closing();
@@ -246,13 +272,18 @@ impl<S: ConnectionIo> Task<S> {
     }
 
     /// The events that end the connection before any input is handled: shutdown, end of
-    /// stream, a read error. `Err` ends it (its last words are in the output).
-    fn handle(&mut self, events: &Events) -> Result<(), Closed> {
+    /// stream, a read error. `Err` ends it (its last words are in the output). The end of
+    /// the stream of a parked connection waits until what it buffered is handled.
+    fn handle(&mut self, events: &Events, waits: &mut Waits<'_>) -> Result<(), Closed> {
         if events.shutdown {
             self.conn.on_shutdown();
             return Err(Closed);
         }
         match &events.read {
+            Some(Ok(0)) if self.conn.is_parked() => {
+                waits.eof = true;
+                Ok(())
+            }
             Some(Ok(0)) => {
                 tracing::debug!(peer = %self.conn.peer(), "peer closed the connection");
                 Err(Closed)
@@ -292,7 +323,8 @@ impl<S: ConnectionIo> Task<S> {
         }
     }
 
-    /// The idle wait: shutdown, session news, the timer and input, all at once.
+    /// The idle wait: shutdown, session news, the timer and input, all at once. (Input
+    /// only as far as the connection wants it: a parked one reads a bounded amount ahead.)
     fn poll_events(&mut self, cx: &mut Context<'_>, waits: &mut Waits<'_>) -> Poll<Events> {
         let mut events = Events::default();
         if waits.cancelled.as_mut().poll(cx).is_ready() {
@@ -301,12 +333,15 @@ impl<S: ConnectionIo> Task<S> {
         }
         // Every source is polled on every wake-up, so a flood on one (deliveries) cannot
         // starve another (the client's acknowledgements).
-        events.wake = self.conn.poll_wake(cx).is_ready();
+        events.wake = std::mem::take(&mut waits.woken) | self.conn.poll_wake(cx).is_ready();
         if waits.timer_for == Timer::Deadline && waits.timer.as_mut().poll(cx).is_ready() {
             waits.timer_for = Timer::Off;
             events.deadline = true;
         }
-        if let Poll::Ready(read) = self.poll_input(cx, &mut waits.burst) {
+        if !waits.eof
+            && self.conn.wants_input(self.input.len())
+            && let Poll::Ready(read) = self.poll_input(cx, &mut waits.burst)
+        {
             events.read = Some(read);
         }
         if events.wake || events.deadline || events.read.is_some() {
@@ -379,7 +414,7 @@ impl<S: ConnectionIo> Task<S> {
                 // Until pending, so that the session holds our waker again. Deliveries are
                 // left queued (the socket takes nothing now); a takeover ends the connection.
                 let mut taken_over = false;
-                while self.conn.poll_wake(cx).is_ready() {
+                while self.conn.poll_news(cx).is_ready() {
                     waits.woken = true;
                     if self.conn.check_attached().is_err() {
                         taken_over = true;

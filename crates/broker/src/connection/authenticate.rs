@@ -10,6 +10,7 @@
 //! decides nothing itself: the answers' meaning belongs to `ferrymq_auth`, the HTTP exchange
 //! to `crate::auth_hook`.
 
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use bytes::Bytes;
@@ -30,6 +31,7 @@ impl Connection {
         // Used once: nothing of the handshake is kept for the connection's life.
         let handshake = self.handshake.take().map(|h| *h).unwrap_or_default();
         let certificate_user = handshake.certificate_user;
+        let listener_vhost = handshake.listener_vhost;
         // With the `JWT` method the token is the Authentication Data (on_connect checked
         // that JWT is on); a certificate still wins.
         let jwt_method = certificate_user.is_none()
@@ -47,7 +49,7 @@ impl Connection {
             && let Some(hook) = self.broker.auth_hook()
             // Boxed: only logins that reach the hook pay for the HTTP exchange's state.
             && let Some(decided) =
-                Box::pin(self.ask_hook(hook, connect, certificate_user.as_deref())).await
+                Box::pin(self.ask_hook(hook, connect, &certificate_user, &listener_vhost)).await
         {
             return decided;
         }
@@ -65,7 +67,7 @@ impl Connection {
                 Bytes::from(cookie)
             })
         };
-        self.authenticate_internally(connect, token, certificate_user)
+        self.authenticate_internally(connect, token, certificate_user, listener_vhost)
             .await
     }
 
@@ -76,16 +78,17 @@ impl Connection {
         &self,
         hook: &AuthHook,
         connect: &Connect,
-        certificate_user: Option<&str>,
+        certificate_user: &Option<String>,
+        listener_vhost: &Option<Arc<str>>,
     ) -> Option<Result<Identity, AuthFailure>> {
         let auth = &self.broker.auth;
-        let listener_vhost = self.listener_vhost.as_deref();
+        let listener_vhost = listener_vhost.as_deref();
         let request = AuthRequest {
             username: connect.username.as_deref(),
             password: connect.password.as_deref(),
             peer: self.peer.ip(),
             listener_vhost,
-            certificate_user,
+            certificate_user: certificate_user.as_deref(),
             now: SystemTime::now(),
         };
         let subject = auth.hook_subject(&request)?;
@@ -124,6 +127,7 @@ impl Connection {
         connect: &Connect,
         token: Option<Bytes>,
         certificate_user: Option<String>,
+        listener_vhost: Option<Arc<str>>,
     ) -> Result<Identity, AuthFailure> {
         let username = connect.username.clone().filter(|u| !u.is_empty());
         let password: Option<Bytes> = connect.password.clone();
@@ -134,7 +138,6 @@ impl Connection {
                 .auth
                 .is_cheap(connect.username.as_deref(), connect.password.as_deref());
         let ip = self.peer.ip();
-        let listener_vhost = self.listener_vhost.clone();
         let decide = move |auth: &Authenticator| {
             let request = AuthRequest {
                 username: username.as_deref(),

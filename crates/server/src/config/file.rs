@@ -136,6 +136,8 @@ pub(crate) struct LimitsSection {
     pub(crate) max_inflight: Option<Spanned<i64>>,
     pub(crate) max_queued_messages: Option<Spanned<i64>>,
     pub(crate) max_queued_bytes: Option<Spanned<i64>>,
+    pub(crate) queue_overflow: Option<Spanned<String>>,
+    pub(crate) publish_backpressure_timeout_secs: Option<Spanned<i64>>,
     pub(crate) max_topic_length: Option<Spanned<i64>>,
     pub(crate) max_topic_levels: Option<Spanned<i64>>,
     pub(crate) max_client_id_length: Option<Spanned<i64>>,

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use ferrymq_auth::{AuthConfig, AuthConfigError, UserConfig};
-use ferrymq_broker::config::{BrokerConfig, Limits, MqttSettings};
+use ferrymq_broker::config::{BrokerConfig, Limits, MqttSettings, QueueOverflow};
 use ferrymq_codec::QoS;
 use toml::Spanned;
 
@@ -236,6 +236,13 @@ impl Resolver<'_> {
                 POSITIVE,
                 default.max_queued_bytes,
             ),
+            queue_overflow: self.queue_overflow(&l.queue_overflow, default.queue_overflow),
+            publish_backpressure_timeout: Duration::from_secs(self.int(
+                &l.publish_backpressure_timeout_secs,
+                "limits.publish_backpressure_timeout_secs",
+                (1, 3600),
+                default.publish_backpressure_timeout.as_secs(),
+            )),
             // MQTT strings are at most 65,535 bytes.
             max_topic_length: self.int(
                 &l.max_topic_length,
@@ -308,6 +315,27 @@ impl Resolver<'_> {
             }
         }
         limits
+    }
+
+    fn queue_overflow(
+        &mut self,
+        value: &Option<Spanned<String>>,
+        default: QueueOverflow,
+    ) -> QueueOverflow {
+        let Some(value) = value else { return default };
+        match value.get_ref().as_str() {
+            "backpressure" => QueueOverflow::Backpressure,
+            "drop" => QueueOverflow::Drop,
+            other => {
+                self.error(
+                    Some(value.span()),
+                    format!(
+                        "limits.queue_overflow must be \"backpressure\" or \"drop\", not {other:?}"
+                    ),
+                );
+                default
+            }
+        }
     }
 
     fn auth(&mut self, file: &ConfigFile) -> AuthConfig {

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use ferrymq_auth::UserConfig;
 use ferrymq_broker::auth_hook::BearerToken;
-use ferrymq_broker::{AuthHookConfig, HookOnError, HookOrder};
+use ferrymq_broker::{AuthHookConfig, HookOnError, HookOrder, QueueOverflow};
 use ferrymq_codec::QoS;
 
 use super::*;
@@ -254,6 +254,8 @@ max_connect_packet_size = 1000
 max_inflight = 10
 max_queued_messages = 11
 max_queued_bytes = 12
+queue_overflow = "drop"
+publish_backpressure_timeout_secs = 9
 max_topic_length = 13
 max_topic_levels = 14
 max_client_id_length = 23
@@ -295,6 +297,8 @@ topic_alias_maximum = 0
         (2_000_000, 1000, 10)
     );
     assert_eq!((l.max_queued_messages, l.max_queued_bytes), (11, 12));
+    assert_eq!(l.queue_overflow, QueueOverflow::Drop);
+    assert_eq!(l.publish_backpressure_timeout, Duration::from_secs(9));
     assert_eq!((l.max_topic_length, l.max_topic_levels), (13, 14));
     assert_eq!(l.max_client_id_length, 23);
     assert_eq!(l.max_subscriptions_per_session, 16);
@@ -439,6 +443,14 @@ fn out_of_range_values_are_errors_with_their_location() {
         (
             "[limits]\nmax_queued_messages = 0",
             "2:23: limits.max_queued_messages must be at least 1, not 0",
+        ),
+        (
+            "[limits]\npublish_backpressure_timeout_secs = 0",
+            "2:37: limits.publish_backpressure_timeout_secs must be between 1 and 3600, not 0",
+        ),
+        (
+            "[limits]\nqueue_overflow = \"block\"",
+            "2:18: limits.queue_overflow must be \"backpressure\" or \"drop\", not \"block\"",
         ),
         (
             "[limits]\ntopic_alias_maximum = 70000",

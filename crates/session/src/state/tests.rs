@@ -618,3 +618,87 @@ fn a_queue_full_of_qos1_refuses_without_scanning() {
     assert_eq!(state.queued_len(), 1000);
     assert_eq!(state.queued_bytes(), 2000);
 }
+
+#[test]
+fn offer_hands_back_what_does_not_fit_without_dropping_anything() {
+    let limits = QueueLimits {
+        max_messages: 3,
+        max_bytes: 1 << 20,
+    };
+    let mut state = session();
+    for payload in ["q0", "q1-a", "q1-b"] {
+        let qos = match payload {
+            "q0" => QoS::AtMostOnce,
+            _ => QoS::AtLeastOnce,
+        };
+        assert_eq!(
+            state.offer(delivery(message("t", payload, qos)), limits),
+            Ok(0)
+        );
+    }
+    // Room is made by dropping the QoS 0 message.
+    assert_eq!(
+        state.offer(delivery(message("t", "q1-c", QoS::AtLeastOnce)), limits),
+        Ok(1)
+    );
+    // Full of QoS 1: handed back, nothing dropped.
+    let back = state
+        .offer(delivery(message("t", "q1-d", QoS::AtLeastOnce)), limits)
+        .unwrap_err();
+    assert_eq!(back.message.payload.as_ref(), b"q1-d");
+    assert_eq!(state.queued_len(), 3);
+}
+
+#[test]
+fn offer_refuses_when_dropping_every_qos0_message_would_not_make_room() {
+    // 10 bytes: a QoS 0 message of 3 ("t" + "ab") and a QoS 1 of 6 ("t" + "12345").
+    let limits = QueueLimits {
+        max_messages: 100,
+        max_bytes: 10,
+    };
+    let mut state = session();
+    state.enqueue(delivery(message("t", "ab", QoS::AtMostOnce)), limits);
+    state.enqueue(delivery(message("t", "12345", QoS::AtLeastOnce)), limits);
+    assert_eq!(state.queued_bytes(), 9);
+    // 6 more bytes: 6 + 6 > 10 even without the QoS 0 message, so it must stay.
+    assert!(
+        state
+            .offer(delivery(message("t", "67890", QoS::AtLeastOnce)), limits)
+            .is_err()
+    );
+    assert_eq!(state.queued_len(), 2);
+    assert_eq!(state.queued_bytes(), 9);
+    // 4 bytes fit once it is gone.
+    assert_eq!(
+        state.offer(delivery(message("t", "abc", QoS::AtLeastOnce)), limits),
+        Ok(1)
+    );
+    assert_eq!(state.queued_bytes(), 10);
+}
+
+#[test]
+fn the_low_water_mark_is_half_the_limits() {
+    let limits = QueueLimits {
+        max_messages: 4,
+        max_bytes: 1 << 20,
+    };
+    let mut state = session();
+    let mut conn = v5_connection(Instant::now());
+    for _ in 0..4 {
+        state.enqueue(delivery(message("t", "x", QoS::AtLeastOnce)), limits);
+    }
+    assert!(!state.below_low_water(limits));
+    let mut out = Vec::new();
+    state.poll_transmit(&mut conn, Instant::now(), 1, usize::MAX, &mut out);
+    assert!(!state.below_low_water(limits), "3 of 4 queued");
+    let bytes_limited = QueueLimits {
+        max_messages: 100,
+        max_bytes: 6,
+    };
+    assert!(!state.below_low_water(bytes_limited), "6 of 6 bytes queued");
+    state.on_puback(1);
+    out.clear();
+    state.poll_transmit(&mut conn, Instant::now(), 1, usize::MAX, &mut out);
+    assert!(state.below_low_water(limits), "2 of 4 queued");
+    assert!(!state.below_low_water(bytes_limited), "4 of 6 bytes queued");
+}

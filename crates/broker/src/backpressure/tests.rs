@@ -1,0 +1,383 @@
+//! The subscriber's side of back-pressure without sockets or tasks: sessions attached to
+//! made-up connection ids, deliveries offered as routing offers them, the subscriber's
+//! connection played by calls to `poll_transmit` and `admit_parked`, publishers' tasks by
+//! counting wakers, and the clock by explicit instants.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use ferrymq_auth::{AuthConfig, Authenticator};
+use ferrymq_codec::{ProtocolVersion, PublishProperties, QoS};
+use ferrymq_session::{ConnectionState, Delivery, Message};
+
+use super::{Publisher, Settled};
+use crate::registry::{Delivered, SessionHandle};
+use crate::{Broker, BrokerConfig, Metrics};
+
+const TIMEOUT: Duration = Duration::from_secs(5);
+const SUBSCRIBER: u64 = 1;
+
+/// A broker whose queues hold `max_messages`, and a session attached to connection
+/// [`SUBSCRIBER`].
+fn subscriber(max_messages: usize) -> (Arc<Broker>, Arc<SessionHandle>) {
+    let mut config = BrokerConfig::default();
+    config.limits.max_queued_messages = max_messages;
+    let broker = Broker::new(config, Authenticator::new(AuthConfig::default()).unwrap());
+    let vhost = broker.default_vhost().clone();
+    let attached = broker.attach(&vhost, &Arc::from("sub"), SUBSCRIBER, true, Instant::now());
+    (broker, attached.session)
+}
+
+fn delivery(payload: &'static str, qos: QoS) -> Delivery {
+    Delivery {
+        message: Arc::new(Message {
+            topic: Arc::from("t"),
+            payload: Bytes::from_static(payload.as_bytes()),
+            qos,
+            retain: false,
+            properties: PublishProperties::default(),
+            expires_at: None,
+            publisher: None,
+            expires_on_arrival: false,
+        }),
+        qos,
+        retain: false,
+        subscription_ids: Vec::new(),
+        shared_group: None,
+    }
+}
+
+fn publisher(connection: u64, now: Instant) -> Publisher {
+    Publisher {
+        connection,
+        now,
+        timeout: TIMEOUT,
+    }
+}
+
+fn offer(
+    broker: &Broker,
+    session: &SessionHandle,
+    payload: &'static str,
+    from: Publisher,
+) -> Delivered {
+    let qos = QoS::AtLeastOnce;
+    session.deliver(
+        delivery(payload, qos),
+        broker.queue_limits(),
+        &broker.metrics,
+        Some(from),
+    )
+}
+
+/// Counts how often the publisher's task was woken.
+#[derive(Default)]
+struct Task(AtomicUsize);
+
+impl Wake for Task {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl Task {
+    fn wakes(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+fn poll_parked(session: &SessionHandle, connection: u64, task: &Arc<Task>) -> Poll<()> {
+    let waker = Waker::from(task.clone());
+    session.poll_parked(connection, &mut Context::from_waker(&waker))
+}
+
+/// The subscriber's connection sends what its window (`window` in flight) allows and, as
+/// `transmit` does, lets waiting deliveries in; returns the payloads sent.
+fn transmit(
+    broker: &Broker,
+    session: &SessionHandle,
+    conn: &mut ConnectionState,
+    window: u16,
+    now: Instant,
+) -> Vec<Bytes> {
+    let mut packets = Vec::new();
+    let wake = {
+        let mut inner = session.lock();
+        let queued = inner.state.queued_len();
+        inner
+            .state
+            .poll_transmit(conn, now, window, usize::MAX, &mut packets);
+        let progressed = inner.state.queued_len() < queued;
+        inner.admit_parked(progressed, broker.queue_limits(), now, &broker.metrics)
+    };
+    wake.into_iter().for_each(Waker::wake);
+    packets
+        .into_iter()
+        .filter_map(|p| match p {
+            ferrymq_codec::Packet::Publish(publish) => Some(publish.payload),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Acknowledges every delivery in flight.
+fn ack_all(session: &SessionHandle) {
+    let mut inner = session.lock();
+    for id in 1..=u16::MAX {
+        if inner.state.inflight_len() == 0 {
+            break;
+        }
+        inner.state.on_puback(id);
+    }
+}
+
+fn settle(broker: &Broker, session: &SessionHandle, from: Publisher, force: bool) -> Settled {
+    session.settle_parked(from, broker.queue_limits(), &broker.metrics, force)
+}
+
+fn metric(broker: &Broker, counter: impl Fn(&Metrics) -> &std::sync::atomic::AtomicU64) -> u64 {
+    Metrics::get(counter(&broker.metrics))
+}
+
+#[test]
+fn a_full_queue_parks_and_lets_in_at_the_low_water_mark_oldest_first() {
+    let now = Instant::now();
+    let (broker, session) = subscriber(4);
+    for payload in ["0", "1", "2", "3"] {
+        assert_eq!(
+            offer(&broker, &session, payload, publisher(10, now)),
+            Delivered::Accepted
+        );
+    }
+    assert_eq!(
+        offer(&broker, &session, "a", publisher(11, now)),
+        Delivered::Parked
+    );
+    assert_eq!(
+        offer(&broker, &session, "b", publisher(12, now)),
+        Delivered::Parked
+    );
+    let (a, b) = (Arc::new(Task::default()), Arc::new(Task::default()));
+    assert!(poll_parked(&session, 11, &a).is_pending());
+    assert!(poll_parked(&session, 12, &b).is_pending());
+
+    // One sent: 3 of 4 queued is above the low-water mark (2), nobody comes in yet.
+    let mut conn = ConnectionState::new(ProtocolVersion::V5, now);
+    assert_eq!(transmit(&broker, &session, &mut conn, 1, now), ["0"]);
+    assert_eq!((a.wakes(), b.wakes()), (0, 0));
+    // Two more sent: 1 queued, both come in, in the order they parked.
+    ack_all(&session);
+    assert_eq!(transmit(&broker, &session, &mut conn, 2, now), ["1", "2"]);
+    assert_eq!((a.wakes(), b.wakes()), (1, 1));
+    assert!(poll_parked(&session, 11, &a).is_ready());
+    assert_eq!(
+        settle(&broker, &session, publisher(11, now), false),
+        Settled::Done { refused: 0 }
+    );
+    assert_eq!(
+        settle(&broker, &session, publisher(12, now), false),
+        Settled::Done { refused: 0 }
+    );
+    assert!(
+        session.lock().congestion.is_none(),
+        "nothing left of the congestion"
+    );
+
+    ack_all(&session);
+    assert_eq!(
+        transmit(&broker, &session, &mut conn, 10, now),
+        ["3", "a", "b"]
+    );
+    assert_eq!(metric(&broker, |m| &m.messages_dropped_queue_full), 0);
+}
+
+#[test]
+fn a_publisher_that_finds_others_waiting_waits_behind_them_even_with_room() {
+    let now = Instant::now();
+    let (broker, session) = subscriber(4);
+    for payload in ["0", "1", "2", "3"] {
+        offer(&broker, &session, payload, publisher(10, now));
+    }
+    assert_eq!(
+        offer(&broker, &session, "first", publisher(11, now)),
+        Delivered::Parked
+    );
+    // Room for one more, but "first" waits: "second" may not overtake it.
+    let mut conn = ConnectionState::new(ProtocolVersion::V5, now);
+    transmit(&broker, &session, &mut conn, 1, now);
+    assert_eq!(
+        offer(&broker, &session, "second", publisher(12, now)),
+        Delivered::Parked
+    );
+    ack_all(&session);
+    transmit(&broker, &session, &mut conn, 10, now);
+    ack_all(&session);
+    let sent = transmit(&broker, &session, &mut conn, 10, now);
+    assert_eq!(sent, ["first", "second"]);
+}
+
+#[test]
+fn qos0_offline_sessions_and_publishers_that_cannot_wait_never_park() {
+    let now = Instant::now();
+    let (broker, session) = subscriber(1);
+    offer(&broker, &session, "full", publisher(10, now));
+    let limits = broker.queue_limits();
+    let qos0 = session.deliver(
+        delivery("q0", QoS::AtMostOnce),
+        limits,
+        &broker.metrics,
+        Some(publisher(11, now)),
+    );
+    assert_eq!(qos0, Delivered::Refused);
+    let will = session.deliver(
+        delivery("will", QoS::AtLeastOnce),
+        limits,
+        &broker.metrics,
+        None,
+    );
+    assert_eq!(will, Delivered::Refused);
+    assert_eq!(metric(&broker, |m| &m.messages_dropped_queue_full), 2);
+
+    // Offline (a session that never expires): refused at once, nothing waits.
+    session.lock().state.expiry_interval = u32::MAX;
+    broker.detach(&session, SUBSCRIBER, crate::CloseKind::Abnormal, now);
+    assert_eq!(
+        offer(&broker, &session, "late", publisher(12, now)),
+        Delivered::Refused
+    );
+    assert!(session.lock().congestion.is_none());
+}
+
+#[test]
+fn a_stalled_subscriber_releases_its_publishers_and_blocks_no_new_one_until_it_sends() {
+    let start = Instant::now();
+    let (broker, session) = subscriber(2);
+    offer(&broker, &session, "0", publisher(10, start));
+    offer(&broker, &session, "1", publisher(10, start));
+    assert_eq!(
+        offer(&broker, &session, "x", publisher(11, start)),
+        Delivered::Parked
+    );
+
+    // Before the timeout: still waiting, and told when the subscriber would count as stalled.
+    let early = start + TIMEOUT / 2;
+    assert_eq!(
+        settle(&broker, &session, publisher(11, early), false),
+        Settled::Waiting { progress_at: start }
+    );
+    // After it: given up by the overflow policy (refused, counted).
+    let late = start + TIMEOUT;
+    assert_eq!(
+        settle(&broker, &session, publisher(11, late), false),
+        Settled::Done { refused: 1 }
+    );
+    assert_eq!(metric(&broker, |m| &m.messages_dropped_queue_full), 1);
+    assert_eq!(metric(&broker, |m| &m.publish_backpressure_timeouts), 1);
+    // A new publisher is not held back by the stalled subscriber.
+    assert_eq!(
+        offer(&broker, &session, "y", publisher(12, late)),
+        Delivered::Refused
+    );
+
+    // The subscriber sends again: publishers wait for it again.
+    let mut conn = ConnectionState::new(ProtocolVersion::V5, late);
+    let resumed = late + Duration::from_secs(1);
+    assert_eq!(transmit(&broker, &session, &mut conn, 1, resumed), ["0"]);
+    offer(&broker, &session, "2", publisher(10, resumed));
+    assert_eq!(
+        offer(&broker, &session, "z", publisher(13, resumed)),
+        Delivered::Parked
+    );
+}
+
+#[test]
+fn a_subscriber_that_goes_offline_settles_its_publishers_by_the_offline_policy() {
+    let now = Instant::now();
+    let (broker, session) = subscriber(4);
+    for payload in ["0", "1", "2", "3"] {
+        offer(&broker, &session, payload, publisher(10, now));
+    }
+    assert_eq!(
+        offer(&broker, &session, "a", publisher(11, now)),
+        Delivered::Parked
+    );
+    assert_eq!(
+        offer(&broker, &session, "b", publisher(12, now)),
+        Delivered::Parked
+    );
+    let (a, b) = (Arc::new(Task::default()), Arc::new(Task::default()));
+    assert!(poll_parked(&session, 11, &a).is_pending());
+    assert!(poll_parked(&session, 12, &b).is_pending());
+    // One sent: there is room for one, but above the low-water mark nobody came in yet.
+    let mut conn = ConnectionState::new(ProtocolVersion::V5, now);
+    transmit(&broker, &session, &mut conn, 1, now);
+
+    session.lock().state.expiry_interval = u32::MAX;
+    broker.detach(&session, SUBSCRIBER, crate::CloseKind::Abnormal, now);
+    assert_eq!(
+        (a.wakes(), b.wakes()),
+        (1, 1),
+        "both publishers are let go at once"
+    );
+    // Kept for the offline session while it fits, then refused.
+    assert_eq!(
+        settle(&broker, &session, publisher(11, now), false),
+        Settled::Done { refused: 0 }
+    );
+    assert_eq!(
+        settle(&broker, &session, publisher(12, now), false),
+        Settled::Done { refused: 1 }
+    );
+    assert_eq!(metric(&broker, |m| &m.messages_dropped_queue_full), 1);
+    assert_eq!(metric(&broker, |m| &m.publish_backpressure_timeouts), 0);
+    assert!(session.lock().congestion.is_none());
+    assert_eq!(session.lock().state.queued_len(), 4);
+}
+
+#[test]
+fn a_departing_publisher_withdraws_its_delivery_and_the_others_keep_their_turn() {
+    let now = Instant::now();
+    let (broker, session) = subscriber(2);
+    offer(&broker, &session, "0", publisher(10, now));
+    offer(&broker, &session, "1", publisher(10, now));
+    assert_eq!(
+        offer(&broker, &session, "gone", publisher(11, now)),
+        Delivered::Parked
+    );
+    assert_eq!(
+        offer(&broker, &session, "stays", publisher(12, now)),
+        Delivered::Parked
+    );
+    assert_eq!(
+        settle(&broker, &session, publisher(11, now), true),
+        Settled::Done { refused: 1 }
+    );
+
+    let mut conn = ConnectionState::new(ProtocolVersion::V5, now);
+    transmit(&broker, &session, &mut conn, 2, now);
+    ack_all(&session);
+    assert_eq!(transmit(&broker, &session, &mut conn, 2, now), ["stays"]);
+}
+
+#[test]
+fn a_session_that_ends_skips_what_waited_without_counting_it_refused() {
+    let now = Instant::now();
+    let (broker, session) = subscriber(1);
+    offer(&broker, &session, "0", publisher(10, now));
+    assert_eq!(
+        offer(&broker, &session, "a", publisher(11, now)),
+        Delivered::Parked
+    );
+    // The client connects again with a clean start: this session ends.
+    let vhost = broker.default_vhost().clone();
+    broker.attach(&vhost, &Arc::from("sub"), 2, true, now);
+    assert!(poll_parked(&session, 11, &Arc::new(Task::default())).is_ready());
+    assert_eq!(
+        settle(&broker, &session, publisher(11, now), false),
+        Settled::Done { refused: 0 }
+    );
+    assert_eq!(metric(&broker, |m| &m.messages_dropped_queue_full), 0);
+}
