@@ -240,3 +240,17 @@ def test_rabbitmq_definitions_import_and_users_log_in(db_broker, clients):
         user = name if name == "alice" else f"iot:{name}"
         c = connected(clients, broker, user, password)
         c.disconnect()
+
+
+def test_repeated_bad_passwords_block_the_address(db_broker, clients):
+    """Brute force from one address: after max_failed_logins bad passwords even the right one
+    is refused for a while (v5 0x9F Connection rate exceeded, v3 3 server unavailable)."""
+    broker = db_broker(tenants, limits={"max_failed_logins": 3, "failed_login_block_secs": 60})
+    for i in range(3):
+        bad = client(clients, broker, "tenant:admin", "guess-%d" % i, protocol=V5)
+        assert bad.connect(expect_success=False).reason_code == BAD_USER_OR_PASSWORD_V5
+    right_v5 = client(clients, broker, "tenant:admin", "admin-pw", protocol=V5)
+    assert right_v5.connect(expect_success=False).reason_code == 0x9F
+    # v3's CONNACK return code 3 "server unavailable", which paho reports as 0x88.
+    right_v3 = client(clients, broker, "tenant:admin", "admin-pw", protocol=V311)
+    assert right_v3.connect(expect_success=False).reason_code == 0x88
