@@ -255,6 +255,43 @@ fn overflow_drops_oldest_qos0_then_refuses() {
 }
 
 #[test]
+fn overflow_drops_the_oldest_qos0_from_between_qos1_and_keeps_the_order() {
+    let limits = QueueLimits {
+        max_messages: 5,
+        max_bytes: 1 << 20,
+    };
+    let now = Instant::now();
+    let mut state = session();
+    for (payload, qos) in [
+        ("q1-a", QoS::AtLeastOnce),
+        ("q0-a", QoS::AtMostOnce),
+        ("q1-b", QoS::AtLeastOnce),
+        ("q0-b", QoS::AtMostOnce),
+        ("q1-c", QoS::AtLeastOnce),
+    ] {
+        state.enqueue(delivery(message("t", payload, qos)), limits);
+    }
+    assert_eq!(
+        state.enqueue(delivery(message("t", "q0-c", QoS::AtMostOnce)), limits),
+        Enqueue::QueuedAfterDropping(1)
+    );
+    assert_eq!(
+        state.enqueue(delivery(message("t", "q1-d", QoS::AtLeastOnce)), limits),
+        Enqueue::QueuedAfterDropping(1)
+    );
+    assert_eq!(state.queued_bytes(), 25, "five messages of 5 bytes");
+    let mut conn = v5_connection(now);
+    let mut out = Vec::new();
+    state.poll_transmit(&mut conn, now, 128, usize::MAX, &mut out);
+    let sent: Vec<&[u8]> = publishes(&out).iter().map(|p| p.payload.as_ref()).collect();
+    assert_eq!(
+        sent,
+        [&b"q1-a"[..], b"q1-b", b"q1-c", b"q0-c", b"q1-d"],
+        "q0-a then q0-b dropped, the rest in arrival order"
+    );
+}
+
+#[test]
 fn byte_limit_counts_payload_and_topic() {
     let limits = QueueLimits {
         max_messages: 100,
