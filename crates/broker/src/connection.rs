@@ -176,7 +176,7 @@ impl Connection {
     /// Never ready before CONNECT. Registers `cx`'s waker with the sessions concerned, so
     /// the transport needs no wait future of its own.
     pub fn poll_wake(&self, cx: &mut Context<'_>) -> Poll<()> {
-        let news = self.poll_news(cx);
+        let news = self.poll_session(cx, true);
         let unparked = self.poll_unparked(cx);
         match news.is_ready() || unparked.is_ready() {
             true => Poll::Ready(()),
@@ -184,12 +184,17 @@ impl Connection {
         }
     }
 
-    /// [`Connection::poll_wake`] for the session's own news only: deliveries or a takeover.
-    /// (While a write is blocked only a takeover matters, and a settled parked delivery
-    /// stays settled until the connection looks.)
-    pub fn poll_news(&self, cx: &mut Context<'_>) -> Poll<()> {
+    /// What a connection whose write is blocked waits for besides the socket: a takeover or
+    /// a kick (checked with [`Connection::check_attached`]). New deliveries do not wake it
+    /// (it could not send them); they are noted and handled once the write is done, as is a
+    /// settled parked delivery.
+    pub fn poll_news_while_writing(&self, cx: &mut Context<'_>) -> Poll<()> {
+        self.poll_session(cx, false)
+    }
+
+    fn poll_session(&self, cx: &mut Context<'_>, deliveries: bool) -> Poll<()> {
         match &self.established {
-            Some(e) => e.session.poll_news(self.id, cx),
+            Some(e) => e.session.poll_news(self.id, cx, deliveries),
             None => Poll::Pending,
         }
     }

@@ -54,6 +54,11 @@ pub(crate) struct SessionInner {
     waker: Option<Waker>,
     /// News for the attached connection arrived since it last looked.
     pub(crate) news: bool,
+    /// Whether deliveries wake the attached connection, or only set `news`: a connection
+    /// whose write is blocked cannot send them anyway, and waking it for each one (a busy
+    /// subscriber gets thousands a second) only burns the CPU its publishers need.
+    /// Takeovers, kicks and other news always wake.
+    deliveries_wake: bool,
     /// Who the attached connection is, for the management API; `None` while detached.
     pub(crate) client: Option<Attachment>,
     /// Publishers waiting for room in the queue (back-pressure), while there are any.
@@ -93,6 +98,7 @@ impl SessionHandle {
                 generation: 0,
                 waker: None,
                 news: false,
+                deliveries_wake: true,
                 client: None,
                 congestion: None,
             }),
@@ -111,9 +117,16 @@ impl SessionHandle {
 
     /// Ready when the session has news for connection `connection_id`: deliveries, or the
     /// connection is no longer the attached one (taken over). News that arrives while the
-    /// connection is busy is kept, so none is lost between polls.
-    pub(crate) fn poll_news(&self, connection_id: u64, cx: &mut Context<'_>) -> Poll<()> {
+    /// connection is busy is kept, so none is lost between polls. With `deliveries` false,
+    /// new deliveries until the next poll are noted but do not wake the task.
+    pub(crate) fn poll_news(
+        &self,
+        connection_id: u64,
+        cx: &mut Context<'_>,
+        deliveries: bool,
+    ) -> Poll<()> {
         let mut inner = self.lock();
+        inner.deliveries_wake = deliveries;
         if inner.attached != Some(connection_id) || std::mem::take(&mut inner.news) {
             return Poll::Ready(());
         }
@@ -180,11 +193,14 @@ impl SessionHandle {
             },
             _ => inner.state.enqueue(delivery, limits),
         };
-        let online = inner.attached.is_some();
         let waker = match outcome {
             Enqueue::Refused => None,
-            _ if online => inner.signal(),
-            _ => None,
+            _ if inner.attached.is_none() => None,
+            _ if inner.deliveries_wake => inner.signal(),
+            _ => {
+                inner.news = true;
+                None
+            }
         };
         drop(inner);
         match outcome {

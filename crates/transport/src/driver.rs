@@ -414,7 +414,7 @@ impl<S: ConnectionIo> Task<S> {
                 // Until pending, so that the session holds our waker again. Deliveries are
                 // left queued (the socket takes nothing now); a takeover ends the connection.
                 let mut taken_over = false;
-                while self.conn.poll_news(cx).is_ready() {
+                while self.conn.poll_news_while_writing(cx).is_ready() {
                     waits.woken = true;
                     if self.conn.check_attached().is_err() {
                         taken_over = true;
