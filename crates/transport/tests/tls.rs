@@ -497,3 +497,72 @@ async fn websockets_over_http2_extended_connect() {
     let stream = tls_connect(h1_only, Arc::new(config)).await.unwrap();
     assert_eq!(stream.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
 }
+
+#[tokio::test]
+async fn permessage_deflate_over_http2() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let files = Files::new("h2-deflate");
+    let server_ca = ca("server CA");
+    let tls = TlsReloader::load(settings(&files, &server_ca)).unwrap();
+    let broker = broker();
+    let config = WsConfig {
+        permessage_deflate: true,
+        ..WsConfig::default()
+    };
+    let wss = start_ws(&broker, config, Some(tls));
+    let stream = tls_connect(wss, client_config(&server_ca, b"h2", None))
+        .await
+        .unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    sender.ready().await.unwrap();
+    let mut request = hyper::Request::builder()
+        .method(hyper::Method::CONNECT)
+        .uri("https://localhost/mqtt")
+        .header("sec-websocket-version", "13")
+        .header("sec-websocket-protocol", "mqtt")
+        .header(
+            "sec-websocket-extensions",
+            "permessage-deflate; client_max_window_bits",
+        )
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    request
+        .extensions_mut()
+        .insert(hyper::ext::Protocol::from_static("websocket"));
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers().get("sec-websocket-extensions").unwrap(),
+        "permessage-deflate; server_no_context_takeover; client_no_context_takeover"
+    );
+    let mut io = hyper_util::rt::TokioIo::new(hyper::upgrade::on(response).await.unwrap());
+    // CONNECT as one compressed message (RSV1), masked.
+    let mut compress = flate2::Compress::new(flate2::Compression::default(), false);
+    let mut payload = Vec::with_capacity(256);
+    compress
+        .compress_vec(
+            &bytes(&[connect("h2-deflate", Some("guest"), Some("guest"))]),
+            &mut payload,
+            flate2::FlushCompress::Sync,
+        )
+        .unwrap();
+    payload.truncate(payload.len() - 4);
+    let mut frame = vec![0xC2, 0x80 | payload.len() as u8, 0, 0, 0, 0];
+    frame.extend_from_slice(&payload);
+    io.write_all(&frame).await.unwrap();
+    let mut connack = [0u8; 6];
+    tokio::time::timeout(Duration::from_secs(5), io.read_exact(&mut connack))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        connack,
+        [0x82, 4, 0x20, 2, 0, 0],
+        "CONNACK, uncompressed (short)"
+    );
+}

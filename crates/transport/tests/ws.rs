@@ -406,3 +406,185 @@ async fn forwarded_for_counts_only_from_trusted_proxies() {
     let mut client = ws_client(via_trusted, "/mqtt", &[("x-forwarded-for", "127.0.0.9")]).await;
     assert_eq!(client.login("xff", Some("guest"), Some("guest")).await, 0);
 }
+
+/// A raw permessage-deflate client over TCP (tokio-tungstenite has no permessage-deflate):
+/// frames built by hand, payloads compressed with flate2 as a browser does.
+struct DeflateClient {
+    tcp: TcpStream,
+    reader: PacketReader,
+}
+
+const TAIL: [u8; 4] = [0, 0, 0xFF, 0xFF];
+
+impl DeflateClient {
+    /// Upgrades with `offer`; returns the client and the extension the server answered.
+    async fn connect(addr: std::net::SocketAddr, offer: &str) -> (DeflateClient, Option<String>) {
+        let mut tcp = TcpStream::connect(addr).await.unwrap();
+        let extra =
+            format!("Sec-WebSocket-Protocol: mqtt\r\nSec-WebSocket-Extensions: {offer}\r\n");
+        tcp.write_all(upgrade_request("/mqtt", &extra).as_bytes())
+            .await
+            .unwrap();
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            head.push(tcp.read_u8().await.unwrap());
+        }
+        let head = String::from_utf8(head).unwrap();
+        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        let answer = head.lines().find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("sec-websocket-extensions: ")
+                .map(str::to_owned)
+        });
+        let reader = PacketReader::new();
+        (DeflateClient { tcp, reader }, answer)
+    }
+
+    fn frame(first: u8, payload: &[u8]) -> Vec<u8> {
+        let mask = [0x11u8, 0x22, 0x33, 0x44];
+        let mut out = vec![first];
+        match payload.len() {
+            n if n < 126 => out.push(0x80 | n as u8),
+            n if n <= 0xFFFF => {
+                out.push(0x80 | 126);
+                out.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                out.push(0x80 | 127);
+                out.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        out.extend_from_slice(&mask);
+        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        out
+    }
+
+    fn compress(data: &[u8]) -> Vec<u8> {
+        let mut compress = flate2::Compress::new(flate2::Compression::default(), false);
+        let mut out = Vec::with_capacity(data.len() + 64);
+        compress
+            .compress_vec(data, &mut out, flate2::FlushCompress::Sync)
+            .unwrap();
+        assert!(out.ends_with(&TAIL));
+        out.truncate(out.len() - TAIL.len());
+        out
+    }
+
+    /// Sends `packets` as one compressed message in `fragments` frames.
+    async fn send(&mut self, packets: &[Packet], fragments: usize) {
+        let compressed = Self::compress(&bytes(packets));
+        let size = compressed.len().div_ceil(fragments).max(1);
+        let chunks: Vec<&[u8]> = compressed.chunks(size).collect();
+        let mut out = Vec::new();
+        for (i, chunk) in chunks.iter().enumerate() {
+            let fin = if i + 1 == chunks.len() { 0x80 } else { 0 };
+            let first = match i {
+                0 => 0x40 | 0x02, // RSV1 on the first frame only
+                _ => 0x00,
+            };
+            out.extend(Self::frame(fin | first, chunk));
+        }
+        self.tcp.write_all(&out).await.unwrap();
+    }
+
+    /// The next packet; `compressed` counts the compressed messages it took.
+    async fn recv(&mut self, compressed: &mut usize) -> Packet {
+        loop {
+            if let Some(packet) = self.reader.next() {
+                return packet;
+            }
+            let (first, payload) = tokio::time::timeout(TIMEOUT, self.read_frame())
+                .await
+                .expect("a frame in time");
+            assert_eq!(first & 0x0F, 0x2, "binary");
+            if first & 0x40 != 0 {
+                *compressed += 1;
+                let mut input = payload;
+                input.extend_from_slice(&TAIL);
+                let mut inflate = flate2::Decompress::new(false);
+                let mut out = Vec::with_capacity(1 << 22);
+                inflate
+                    .decompress_vec(&input, &mut out, flate2::FlushDecompress::Sync)
+                    .unwrap();
+                self.reader.push(&out);
+            } else {
+                self.reader.push(&payload);
+            }
+        }
+    }
+
+    async fn read_frame(&mut self) -> (u8, Vec<u8>) {
+        let first = self.tcp.read_u8().await.unwrap();
+        let len = match self.tcp.read_u8().await.unwrap() {
+            126 => u64::from(self.tcp.read_u16().await.unwrap()),
+            127 => self.tcp.read_u64().await.unwrap(),
+            n => u64::from(n),
+        };
+        let mut payload = vec![0; len as usize];
+        self.tcp.read_exact(&mut payload).await.unwrap();
+        (first, payload)
+    }
+}
+
+#[tokio::test]
+async fn permessage_deflate_both_ways() {
+    let broker = broker();
+    let config = WsConfig {
+        permessage_deflate: true,
+        ..WsConfig::default()
+    };
+    let addr = start_ws(&broker, config, None);
+    // Chromium's offer.
+    let offer = "permessage-deflate; client_max_window_bits";
+    let (mut client, answer) = DeflateClient::connect(addr, offer).await;
+    assert_eq!(
+        answer.as_deref(),
+        Some("permessage-deflate; server_no_context_takeover; client_no_context_takeover")
+    );
+    let mut compressed = 0;
+    client
+        .send(&[connect("deflate", Some("guest"), Some("guest"))], 1)
+        .await;
+    assert_eq!(connack_code(client.recv(&mut compressed).await), 0);
+    client.send(&[subscribe("d/#")], 2).await;
+    assert!(matches!(
+        client.recv(&mut compressed).await,
+        Packet::SubAck(_)
+    ));
+    // 256 KiB of JSON in one compressed message of five frames, echoed back compressed.
+    let mut json = Vec::new();
+    let mut i = 0;
+    while json.len() < 256 * 1024 {
+        json.extend_from_slice(format!("{{\"sensor\":{i},\"value\":{}}},", i % 13).as_bytes());
+        i += 1;
+    }
+    client
+        .send(&[publish("d/big", &json), publish("d/small", b"hi")], 5)
+        .await;
+    match client.recv(&mut compressed).await {
+        Packet::Publish(p) => assert!(p.topic.as_str() == "d/big" && p.payload[..] == json[..]),
+        other => panic!("{other:?}"),
+    }
+    match client.recv(&mut compressed).await {
+        Packet::Publish(p) => assert_eq!(&p.payload[..], b"hi"),
+        other => panic!("{other:?}"),
+    }
+    assert!(compressed >= 1, "the large message came back compressed");
+}
+
+#[tokio::test]
+async fn permessage_deflate_off_by_default_and_rsv1_then_fails() {
+    let broker = broker();
+    let addr = start_ws(&broker, WsConfig::default(), None);
+    let (mut client, answer) = DeflateClient::connect(addr, "permessage-deflate").await;
+    assert_eq!(answer, None, "not negotiated unless enabled");
+    client
+        .send(&[connect("x", Some("guest"), Some("guest"))], 1)
+        .await;
+    let (first, payload) = client.read_frame().await;
+    assert_eq!(
+        (first, &payload[..]),
+        (0x88, &[0x03, 0xEA][..]),
+        "close 1002"
+    );
+}

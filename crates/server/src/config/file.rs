@@ -165,6 +165,7 @@ pub(crate) struct WebSocketSection {
     pub(crate) keep_alive_grace: Option<Spanned<f64>>,
     pub(crate) proxy_protocol: Option<Spanned<bool>>,
     pub(crate) http2: Option<Spanned<bool>>,
+    pub(crate) permessage_deflate: Option<Spanned<bool>>,
     pub(crate) vhost: Option<Spanned<String>>,
 }
 

@@ -37,6 +37,10 @@ pub(crate) const OP_PONG: u8 = 0xA;
 /// The largest control frame payload [RFC 6455 §5.5].
 pub(crate) const MAX_CONTROL_PAYLOAD: usize = 125;
 
+/// [`FrameDecoder`]'s `limit`: the flag bit and the largest limit below it.
+const DEFLATE_BIT: u32 = 1 << 31;
+const MAX_LIMIT: u32 = DEFLATE_BIT - 1;
+
 /// What [`FrameDecoder::decode`] stopped for.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Step {
@@ -50,6 +54,10 @@ pub(crate) enum Step {
     Close(Option<u16>),
     /// The peer broke the protocol: close with this code and stop reading.
     Fail(u16),
+    /// The last `len` bytes written are compressed payload (permessage-deflate) of one frame,
+    /// `fin` when that frame ended its message. Returned at the end of the frame's payload
+    /// or of the input, so that compressed bytes never mix with plain ones.
+    Compressed { len: usize, fin: bool },
 }
 
 /// Decoder state between reads: a partial frame header, or the position in a payload.
@@ -65,16 +73,21 @@ pub(crate) struct FrameDecoder {
     mask_offset: u8,
     /// A fragmented binary message is open: continuation frames are expected.
     in_message: bool,
+    /// The current (or last) data message is compressed (permessage-deflate).
+    compressed: bool,
     /// The payload of the control frame being read; empty (unallocated) otherwise.
     control: Vec<u8>,
-    /// MQTT packets are at most 256 MiB, so a u32 is plenty.
-    max_frame: u32,
+    /// The frame size limit in the low 31 bits (MQTT packets are at most 256 MiB), and in
+    /// the top bit whether permessage-deflate was negotiated: a bool of its own would grow
+    /// every WebSocket connection's task past its 1,024-byte cell (see driver/tests.rs).
+    limit: u32,
 }
 
 impl FrameDecoder {
-    /// `max_frame`: the largest data frame payload accepted; larger ones fail with 1009.
-    pub(crate) fn new(max_frame: u64) -> FrameDecoder {
-        let max_frame = u32::try_from(max_frame).unwrap_or(u32::MAX);
+    /// `max_frame`: the largest data frame payload (and inflated message) accepted; larger
+    /// ones fail with 1009. `deflate`: permessage-deflate was negotiated.
+    pub(crate) fn new(max_frame: u64, deflate: bool) -> FrameDecoder {
+        let max_frame = u32::try_from(max_frame).unwrap_or(u32::MAX).min(MAX_LIMIT);
         FrameDecoder {
             header: [0; 14],
             header_len: 0,
@@ -83,9 +96,20 @@ impl FrameDecoder {
             opcode: 0,
             mask_offset: 0,
             in_message: false,
+            compressed: false,
             control: Vec::new(),
-            max_frame,
+            limit: max_frame | if deflate { DEFLATE_BIT } else { 0 },
         }
+    }
+
+    /// Whether permessage-deflate was negotiated.
+    pub(crate) fn deflate(&self) -> bool {
+        self.limit & DEFLATE_BIT != 0
+    }
+
+    /// The frame size limit, also the limit of an inflated message.
+    pub(crate) fn max_frame(&self) -> u64 {
+        u64::from(self.limit & MAX_LIMIT)
     }
 
     /// Consumes raw bytes `buf[*read..]`, moving unmasked binary payload down to
@@ -106,6 +130,7 @@ impl FrameDecoder {
             // Fits in usize: bounded by `available`, a slice length.
             let n = self.remaining.min(available) as usize;
             let mask = self.rotated_mask();
+            let compressed = self.opcode < OP_CLOSE && self.compressed;
             if self.opcode < OP_CLOSE {
                 buf.copy_within(*read..*read + n, *write);
                 unmask(&mut buf[*write..*write + n], mask);
@@ -121,9 +146,15 @@ impl FrameDecoder {
             self.remaining -= n as u64;
             if self.remaining == 0 {
                 self.in_payload = false;
+                if compressed {
+                    let fin = !self.in_message;
+                    return Step::Compressed { len: n, fin };
+                }
                 if let Some(step) = self.frame_done() {
                     return step;
                 }
+            } else if compressed {
+                return Step::Compressed { len: n, fin: false };
             }
         }
         Step::NeedMore
@@ -176,7 +207,7 @@ impl FrameDecoder {
             // The most significant bit must be 0 [RFC 6455 §5.2].
             return Some(Step::Fail(close_code::PROTOCOL_ERROR));
         }
-        if self.opcode < OP_CLOSE && length > u64::from(self.max_frame) {
+        if self.opcode < OP_CLOSE && length > self.max_frame() {
             return Some(Step::Fail(close_code::TOO_BIG));
         }
         // The mask moves to the front: the header's other bytes are not needed any more.
@@ -199,8 +230,11 @@ impl FrameDecoder {
         let [b0, b1, ..] = self.header;
         let fin = b0 & 0x80 != 0;
         let opcode = b0 & 0x0F;
-        if b0 & 0x70 != 0 {
-            // No extension was negotiated, so every RSV bit must be 0 [RFC 6455 §5.2].
+        // RSV2 and RSV3 belong to no extension we speak; RSV1 is permessage-deflate's, only
+        // once negotiated, and only on a message's first frame [RFC 6455 §5.2, RFC 7692 §6.1]
+        // (a compressed text message still gets the 1003 of any text message).
+        let rsv1 = b0 & 0x40 != 0;
+        if b0 & 0x30 != 0 || (rsv1 && (!self.deflate() || !matches!(opcode, OP_BINARY | OP_TEXT))) {
             return Err(close_code::PROTOCOL_ERROR);
         }
         if b1 & 0x80 == 0 {
@@ -211,7 +245,12 @@ impl FrameDecoder {
             OP_TEXT => return Err(close_code::UNSUPPORTED_DATA),
             OP_BINARY if self.in_message => return Err(close_code::PROTOCOL_ERROR),
             OP_CONTINUATION if !self.in_message => return Err(close_code::PROTOCOL_ERROR),
-            OP_BINARY | OP_CONTINUATION => self.in_message = !fin,
+            OP_BINARY | OP_CONTINUATION => {
+                self.in_message = !fin;
+                if opcode == OP_BINARY {
+                    self.compressed = rsv1;
+                }
+            }
             OP_CLOSE | OP_PING | OP_PONG => {
                 if !fin || usize::from(b1 & 0x7F) > MAX_CONTROL_PAYLOAD {
                     return Err(close_code::PROTOCOL_ERROR);
@@ -231,6 +270,11 @@ impl FrameDecoder {
             OP_CLOSE => Some(match parse_close(&payload) {
                 Ok(code) => Step::Close(code),
                 Err(code) => Step::Fail(code),
+            }),
+            // An empty frame of a compressed message still counts: it may end the message.
+            _ if self.compressed => Some(Step::Compressed {
+                len: 0,
+                fin: !self.in_message,
             }),
             _ => None,
         }
@@ -296,6 +340,13 @@ pub(crate) fn encode_header(opcode: u8, len: u64, out: &mut [u8; 10]) -> usize {
 /// Header encoding for a binary data frame.
 pub(crate) fn encode_binary_header(len: u64, out: &mut [u8; 10]) -> usize {
     encode_header(OP_BINARY, len, out)
+}
+
+/// Header encoding for a compressed binary message in one frame (RSV1 set, RFC 7692 §6).
+pub(crate) fn encode_compressed_header(len: u64, out: &mut [u8; 10]) -> usize {
+    let n = encode_header(OP_BINARY, len, out);
+    out[0] |= 0x40;
+    n
 }
 
 /// A whole control frame (ping, pong or close), appended to `out`.

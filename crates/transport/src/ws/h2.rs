@@ -94,8 +94,8 @@ fn respond(
     config: &Arc<WsConfig>,
     open: &Arc<AtomicUsize>,
 ) -> Response<Full<Bytes>> {
-    let protocol = match handshake::check_h2(&request, config) {
-        Ok(protocol) => protocol,
+    let (protocol, deflate) = match handshake::check_h2(&request, config) {
+        Ok(accepted) => accepted,
         Err(reply) => {
             if reply.status != StatusCode::OK {
                 tracing::debug!(%peer, status = %reply.status, path = request.uri().path(), "HTTP/2 WebSocket request refused");
@@ -117,6 +117,7 @@ fn respond(
     let credentials = Credentials {
         cert_user: cert_user.clone(),
         token: handshake::cookie_token(request.headers(), config),
+        deflate: deflate.is_some(),
     };
     tokio::spawn(stream_task(
         hyper::upgrade::on(&mut request),
@@ -132,6 +133,12 @@ fn respond(
         response
             .headers_mut()
             .insert(header::SEC_WEBSOCKET_PROTOCOL, protocol);
+    }
+    if let Some(answer) = deflate {
+        response.headers_mut().insert(
+            header::SEC_WEBSOCKET_EXTENSIONS,
+            HeaderValue::from_static(answer),
+        );
     }
     response
 }

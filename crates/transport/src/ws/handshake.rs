@@ -8,6 +8,7 @@ use hyper::{Method, Request, StatusCode, Version};
 use sha1::{Digest, Sha1};
 
 use super::WsConfig;
+use super::deflate::negotiate;
 
 /// The MQTT subprotocol names accepted, in no particular order: `mqtt` (MQTT 3.1.1 and 5.0,
 /// [MQTT-6.0.0-3]), `mqttv3.1` (MQTT 3.1), and EMQX's `mqtt-v5` / `mqtt-v3.1.1`.
@@ -23,6 +24,8 @@ pub struct Upgrade {
     pub accept: String,
     /// The subprotocol to answer, exactly as the client spelled it; `None` when it offered none.
     pub protocol: Option<String>,
+    /// The `Sec-WebSocket-Extensions` answer when permessage-deflate was negotiated.
+    pub deflate: Option<&'static str>,
 }
 
 /// A request that gets a plain HTTP answer.
@@ -132,13 +135,18 @@ pub fn check<B>(request: &Request<B>, config: &WsConfig) -> Result<Upgrade, Repl
     Ok(Upgrade {
         accept: accept_key(key.as_bytes()),
         protocol,
+        deflate: negotiate(headers, config.permessage_deflate),
     })
 }
 
 /// Decides what to do with one HTTP/2 request: a WebSocket is opened by an extended CONNECT
 /// with `:protocol websocket` [RFC 8441 §4], without `Sec-WebSocket-Key` (the stream is
-/// already the peer's). Returns the subprotocol to answer.
-pub fn check_h2<B>(request: &Request<B>, config: &WsConfig) -> Result<Option<String>, Reply> {
+/// already the peer's). Returns the subprotocol to answer and the `Sec-WebSocket-Extensions`
+/// answer (permessage-deflate is negotiated in the same headers as on HTTP/1.1, RFC 8441 §5).
+pub fn check_h2<B>(
+    request: &Request<B>,
+    config: &WsConfig,
+) -> Result<(Option<String>, Option<&'static str>), Reply> {
     check_common(request, config)?;
     let headers = request.headers();
     let websocket = request
@@ -168,7 +176,8 @@ pub fn check_h2<B>(request: &Request<B>, config: &WsConfig) -> Result<Option<Str
     if !config.origin_allowed(headers.get(header::ORIGIN)) {
         return Err(Reply::new(StatusCode::FORBIDDEN, "origin not allowed"));
     }
-    choose_subprotocol(headers, config.require_subprotocol)
+    let protocol = choose_subprotocol(headers, config.require_subprotocol)?;
+    Ok((protocol, negotiate(headers, config.permessage_deflate)))
 }
 
 /// Longest cookie value taken as a token; a real JWT is far smaller, and the header size

@@ -5,6 +5,7 @@
 //! HTTP exchange — all within `handshake_timeout` — then the MQTT CONNECT deadline runs as
 //! on TCP. Every failure closes that socket only.
 
+mod deflate;
 mod frame;
 mod h2;
 pub mod handshake;
@@ -72,6 +73,8 @@ pub struct WsConfig {
     /// The cookie whose value is a JSON Web Token for clients whose CONNECT has no
     /// password (`[auth.jwt] cookie`). `None`: cookies are ignored.
     pub token_cookie: Option<String>,
+    /// Accept permessage-deflate offers (RFC 7692), each message compressed on its own.
+    pub permessage_deflate: bool,
 }
 
 impl Default for WsConfig {
@@ -89,6 +92,7 @@ impl Default for WsConfig {
             http2: true,
             vhost: None,
             token_cookie: None,
+            permessage_deflate: false,
         }
     }
 }
@@ -136,15 +140,18 @@ struct Accepted {
     on_upgrade: OnUpgrade,
     peer: SocketAddr,
     token: Option<String>,
+    deflate: bool,
 }
 
-/// What the handshake learnt about the client, for CONNECT's authentication.
+/// What the handshake learnt about the client, for CONNECT's authentication, and whether
+/// it negotiated permessage-deflate.
 #[derive(Default)]
 struct Credentials {
     /// The user a verified TLS client certificate maps to.
     cert_user: Option<String>,
     /// The token cookie ([`WsConfig::token_cookie`]).
     token: Option<String>,
+    deflate: bool,
 }
 
 async fn ws_connection(
@@ -255,6 +262,7 @@ fn mqtt_task<S: ConnectionIo>(
         max_packet + FRAME_SLACK,
         config.ping_interval,
         broker.shutdown_token().clone(),
+        credentials.deflate,
     );
     let mut conn = Connection::new(broker, peer, permit).with_transport(transport);
     if let Some(grace) = config.keep_alive_grace {
@@ -301,16 +309,17 @@ async fn handshake_phase(
         .preamble(stream, tcp_peer, config.handshake_timeout)
         .await?;
     let Some(tls) = tls else {
-        return Ok(http_upgrade(stream, peer, config)
-            .await
-            .map(|(upgraded, peer, token)| Handshook::Upgraded {
+        return Ok(http_upgrade(stream, peer, config).await.map(
+            |(upgraded, peer, token, deflate)| Handshook::Upgraded {
                 upgraded,
                 peer,
                 credentials: Credentials {
                     cert_user: None,
                     token,
+                    deflate,
                 },
-            }));
+            },
+        ));
     };
     let stream = tls.wss_acceptor(config.http2).accept(stream).await?;
     let cert_user = tls.certificate_user(stream.get_ref().1);
@@ -323,20 +332,25 @@ async fn handshake_phase(
     }
     Ok(http_upgrade(stream, peer, config)
         .await
-        .map(|(upgraded, peer, token)| Handshook::Upgraded {
+        .map(|(upgraded, peer, token, deflate)| Handshook::Upgraded {
             upgraded,
             peer,
-            credentials: Credentials { cert_user, token },
+            credentials: Credentials {
+                cert_user,
+                token,
+                deflate,
+            },
         }))
 }
 
 /// Runs one HTTP/1.1 exchange; returns the upgraded connection, the client address (from
-/// forwarding headers when `peer` is a trusted proxy) and the token cookie.
+/// forwarding headers when `peer` is a trusted proxy), the token cookie and whether
+/// permessage-deflate was negotiated.
 async fn http_upgrade<S>(
     io: S,
     peer: SocketAddr,
     config: &Arc<WsConfig>,
-) -> Option<(hyper::upgrade::Upgraded, SocketAddr, Option<String>)>
+) -> Option<(hyper::upgrade::Upgraded, SocketAddr, Option<String>, bool)>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -363,7 +377,7 @@ where
     }
     let accepted = slot.lock().unwrap_or_else(|e| e.into_inner()).take()?;
     match accepted.on_upgrade.await {
-        Ok(upgraded) => Some((upgraded, accepted.peer, accepted.token)),
+        Ok(upgraded) => Some((upgraded, accepted.peer, accepted.token, accepted.deflate)),
         Err(error) => {
             tracing::debug!(%peer, %error, "WebSocket upgrade failed");
             None
@@ -388,6 +402,7 @@ fn respond(
                 on_upgrade,
                 peer: client,
                 token: handshake::cookie_token(request.headers(), config),
+                deflate: upgrade.deflate.is_some(),
             });
             let mut response = Response::new(Full::new(Bytes::new()));
             *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
@@ -402,6 +417,12 @@ fn respond(
                 .and_then(|p| HeaderValue::from_str(&p).ok())
             {
                 headers.insert(header::SEC_WEBSOCKET_PROTOCOL, protocol);
+            }
+            if let Some(answer) = upgrade.deflate {
+                headers.insert(
+                    header::SEC_WEBSOCKET_EXTENSIONS,
+                    HeaderValue::from_static(answer),
+                );
             }
             response
         }

@@ -11,6 +11,11 @@
 //! (one vectored write); control frames are buffered only while they wait to be sent. The
 //! ping timer is the connection task's ([`ConnectionIo::timer`]), not one of our own, and
 //! readiness comes from the inner stream, so an idle connection has no read buffer either.
+//!
+//! With permessage-deflate negotiated, a compressed message is inflated into the reader's
+//! buffer as it asks, and each `write` of at least [`MIN_COMPRESS`] bytes becomes one
+//! compressed message queued whole; the state for either exists only while a message is in
+//! progress (see `deflate.rs`).
 
 use std::future::Future;
 use std::io::{self, IoSlice};
@@ -24,10 +29,16 @@ use tokio_util::sync::CancellationToken;
 
 use crate::driver::ConnectionIo;
 
+use super::deflate::{Inflate, MIN_COMPRESS, compress_message};
 use super::frame::{
     FrameDecoder, OP_PING, OP_PONG, Step, close_code, encode_binary_header, encode_close,
     encode_control,
 };
+
+/// Raw bytes waiting behind a compressed message are handed to the decoder at most this
+/// many at a time: a decode pass stops at the end of each compressed message and the rest
+/// goes back, so small steps keep a burst of small messages from being copied over and over.
+const RAW_STEP: usize = 512;
 
 /// Queued control frames beyond this size are not added to (a client flooding pings while
 /// not reading our pongs): RFC 6455 §5.5.3 allows answering only the latest ping.
@@ -43,8 +54,11 @@ pub struct WsStream<S> {
     inner: S,
     decoder: FrameDecoder,
     /// Encoded control frames waiting to go out. Boxed: pings, pongs and the close frame
-    /// are rare, and an idle connection should not carry their bookkeeping inline.
+    /// are rare, and an idle connection should not carry their bookkeeping inline. A
+    /// compressed data frame waits here too, whole.
     control: Option<Box<ControlOut>>,
+    /// Compressed input in progress (permessage-deflate); `None` between messages.
+    inflate: Option<Box<Inflate>>,
     /// Payload bytes of the data frame being written that are still owed.
     out_remaining: usize,
     out_header: [u8; 10],
@@ -66,18 +80,21 @@ pub struct WsStream<S> {
 }
 
 impl<S> WsStream<S> {
-    /// Wraps an upgraded connection. `max_frame`: largest data frame accepted (1009 above);
-    /// `ping_interval`: send a ping after this long without sending anything.
+    /// Wraps an upgraded connection. `max_frame`: largest data frame (and inflated message)
+    /// accepted (1009 above); `ping_interval`: send a ping after this long without sending
+    /// anything; `deflate`: permessage-deflate was negotiated.
     pub fn new(
         inner: S,
         max_frame: u64,
         ping_interval: Option<Duration>,
         shutdown: CancellationToken,
+        deflate: bool,
     ) -> WsStream<S> {
         WsStream {
             inner,
-            decoder: FrameDecoder::new(max_frame),
+            decoder: FrameDecoder::new(max_frame, deflate),
             control: None,
+            inflate: None,
             out_remaining: 0,
             out_header: [0; 10],
             out_header_len: 0,
@@ -115,7 +132,7 @@ impl<S> WsStream<S> {
     /// Applies what the decoder found; `true` when reading must stop.
     fn on_step(&mut self, step: Step) -> bool {
         match step {
-            Step::NeedMore | Step::Pong => false,
+            Step::NeedMore | Step::Pong | Step::Compressed { .. } => false,
             Step::Ping(payload) => {
                 let queued = self.control.as_ref().map_or(0, |c| c.bytes.len());
                 if !self.close_queued && queued < MAX_QUEUED_CONTROL {
@@ -219,7 +236,36 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for WsStream<S> {
             if buf.remaining() == 0 {
                 return Poll::Ready(Ok(()));
             }
-            ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
+            // A compressed message's bytes come before anything read after it.
+            if let Some(inflate) = &mut this.inflate {
+                match inflate.inflate(buf.initialize_unfilled(), this.decoder.max_frame()) {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        buf.advance(n);
+                        return Poll::Ready(Ok(()));
+                    }
+                    Err(code) => {
+                        this.on_step(Step::Fail(code));
+                        this.read_done = true;
+                        this.inflate = None;
+                        continue;
+                    }
+                }
+                if inflate.is_idle() {
+                    this.inflate = None;
+                }
+            }
+            let waiting = this.inflate.as_ref().map_or(0, |i| i.raw.len());
+            if waiting > 0 {
+                let raw = this
+                    .inflate
+                    .as_ref()
+                    .map(|i| &i.raw[..])
+                    .unwrap_or_default();
+                buf.put_slice(&raw[..waiting.min(buf.remaining()).min(RAW_STEP)]);
+            } else {
+                ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
+            }
             let end = buf.filled().len();
             if end == start {
                 this.read_done = true;
@@ -229,16 +275,37 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for WsStream<S> {
             let filled = &mut buf.filled_mut()[..end];
             while read < end {
                 let step = this.decoder.decode(filled, &mut read, &mut write);
-                if this.on_step(step) {
+                if let Step::Compressed { len, fin } = step {
+                    write -= len;
+                    let inflate = this.inflate.get_or_insert_default();
+                    inflate.push(&filled[write..write + len], fin);
+                    if fin {
+                        // What follows waits until this message is inflated.
+                        break;
+                    }
+                } else if this.on_step(step) {
                     this.read_done = true;
                     break;
+                }
+            }
+            if let Some(inflate) = &mut this.inflate
+                && !this.read_done
+            {
+                if waiting > 0 {
+                    inflate.raw_consumed(read - start);
+                } else {
+                    inflate.raw.extend_from_slice(&filled[read..end]);
+                }
+                if inflate.is_idle() {
+                    this.inflate = None;
                 }
             }
             buf.set_filled(write);
             if write > start {
                 return Poll::Ready(Ok(()));
             }
-            // Only headers or control frames arrived: returning now would read as EOF.
+            // Only headers, control frames or compressed bytes arrived: returning now would
+            // read as EOF.
         }
     }
 }
@@ -258,6 +325,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for WsStream<S> {
                 return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
             }
             ready!(this.poll_control(cx))?;
+            if this.decoder.deflate()
+                && data.len() >= MIN_COMPRESS
+                && let Some((bytes, written)) = compress_message(data)
+            {
+                // Queued whole (the control queue is empty: it was just written): the
+                // message is taken, and `poll_flush` sends it.
+                this.control = Some(Box::new(ControlOut { bytes, written }));
+                let _ = this.poll_control(cx)?;
+                return Poll::Ready(Ok(data.len()));
+            }
             // The frame covers exactly this buffer; `write_all` hands back the rest of it
             // after a partial write, which continues the same frame.
             this.out_header_len =
@@ -313,7 +390,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for WsStream<S> {
 
 impl<S: ConnectionIo> ConnectionIo for WsStream<S> {
     fn poll_read_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if self.read_done {
+        // Inflated bytes or raw input behind them may be waiting without the socket knowing.
+        if self.read_done || self.inflate.is_some() {
             return Poll::Ready(Ok(()));
         }
         // Queued pongs go out while the connection waits, not only when the client sends.

@@ -200,6 +200,7 @@ impl Resolver<'_> {
                 trusted: Arc::clone(trusted),
             },
             http2: Self::bool(&ws.http2, default.http2),
+            permessage_deflate: Self::bool(&ws.permessage_deflate, default.permessage_deflate),
             vhost: self.vhost(&ws.vhost, "websocket.vhost"),
             // From `[auth.jwt] cookie`, set once JWT is resolved (`Resolver::jwt_cookie`).
             token_cookie: None,

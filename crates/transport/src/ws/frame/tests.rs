@@ -25,7 +25,12 @@ fn frame(first: u8, payload: &[u8]) -> Vec<u8> {
 
 /// Feeds `input` in chunks of `chunk` bytes; returns the kept data and the steps seen.
 fn run(input: &[u8], chunk: usize) -> (Vec<u8>, Vec<Step>) {
-    let mut decoder = FrameDecoder::new(1 << 20);
+    run_with(input, chunk, false)
+}
+
+/// [`run`], with `deflate` negotiated or not.
+fn run_with(input: &[u8], chunk: usize, deflate: bool) -> (Vec<u8>, Vec<Step>) {
+    let mut decoder = FrameDecoder::new(1 << 20, deflate);
     let mut data = Vec::new();
     let mut steps = Vec::new();
     for piece in input.chunks(chunk) {
@@ -148,7 +153,7 @@ fn protocol_violations_fail_with_the_right_close_code() {
 #[test]
 fn the_size_check_needs_only_the_header() {
     // A header announcing a huge frame fails before any payload arrives.
-    let mut decoder = FrameDecoder::new(100);
+    let mut decoder = FrameDecoder::new(100, false);
     let mut header = vec![0x82, 0x80 | 127];
     header.extend_from_slice(&(1u64 << 40).to_be_bytes());
     header.extend_from_slice(&MASK);
@@ -178,4 +183,61 @@ fn server_frames_are_unmasked_with_minimal_lengths() {
         2 + MAX_CONTROL_PAYLOAD,
         "control payloads are capped"
     );
+}
+
+#[test]
+fn rsv1_needs_permessage_deflate_and_a_first_data_frame() {
+    let fails = |input: &[u8], deflate: bool| {
+        let (_, steps) = run_with(input, 1, deflate);
+        steps.last() == Some(&Step::Fail(close_code::PROTOCOL_ERROR))
+    };
+    // Not negotiated: RSV1 is a protocol error on any frame.
+    assert!(fails(&frame(0xC2, b"x"), false));
+    // Negotiated: never on continuation or control frames, and RSV2/RSV3 never.
+    let mut continuation = frame(0x42, b"a");
+    continuation.extend(frame(0xC0, b"b"));
+    assert!(fails(&continuation, true));
+    assert!(fails(&frame(0xC9, b""), true), "ping with RSV1");
+    assert!(fails(&frame(0xC8, b""), true), "close with RSV1");
+    assert!(fails(&frame(0xA2, b"x"), true), "RSV2");
+    assert!(fails(&frame(0x92, b"x"), true), "RSV3");
+    // Text stays 1003 whatever its RSV1.
+    let (_, steps) = run_with(&frame(0xC1, b"x"), 1, true);
+    assert_eq!(steps, vec![Step::Fail(close_code::UNSUPPORTED_DATA)]);
+}
+
+#[test]
+fn compressed_payload_is_reported_apart_from_plain_payload() {
+    let mut input = frame(0x82, b"plain"); // an uncompressed message (allowed per message)
+    input.extend(frame(0x42, b"abc")); // a compressed message: first fragment,
+    input.extend(frame(0x89, b"")); // a ping between its fragments,
+    input.extend(frame(0x00, b"de")); // a continuation (RSV1 clear, as required),
+    input.extend(frame(0x80, b"")); // and an empty last fragment
+    input.extend(frame(0xC2, b"f")); // a single-frame compressed message
+    input.extend(frame(0x82, b"again"));
+    let mut decoder = FrameDecoder::new(1 << 20, true);
+    let (mut read, mut write) = (0, 0);
+    let mut plain = Vec::new();
+    let mut steps = Vec::new();
+    while read < input.len() {
+        let before = write;
+        let step = decoder.decode(&mut input, &mut read, &mut write);
+        if let Step::Compressed { len, fin } = step {
+            // Plain payload of earlier messages may precede them in the same step.
+            plain.extend_from_slice(&input[before..write - len]);
+            steps.push((input[write - len..write].to_vec(), fin));
+            write = before;
+        } else {
+            plain.extend_from_slice(&input[before..write]);
+            write = before;
+        }
+    }
+    assert_eq!(plain, b"plainagain");
+    let expected: Vec<(Vec<u8>, bool)> = vec![
+        (b"abc".to_vec(), false),
+        (b"de".to_vec(), false),
+        (Vec::new(), true),
+        (b"f".to_vec(), true),
+    ];
+    assert_eq!(steps, expected);
 }

@@ -120,6 +120,7 @@ fn unreachable_upgrade() -> Upgrade {
     Upgrade {
         accept: String::new(),
         protocol: None,
+        deflate: None,
     }
 }
 
@@ -195,4 +196,29 @@ fn the_token_cookie_is_found_among_others() {
     // A listener without `token_cookie` takes none.
     let headers = upgrade(&[("cookie", "mqtt_token=a.b.c")]);
     assert_eq!(cookie_token(headers.headers(), &WsConfig::default()), None);
+}
+
+#[test]
+fn permessage_deflate_is_answered_only_when_enabled_and_offered() {
+    let offer = [(
+        "sec-websocket-extensions",
+        "x-unknown, permessage-deflate; client_max_window_bits",
+    )];
+    let enabled = WsConfig {
+        permessage_deflate: true,
+        ..WsConfig::default()
+    };
+    let answer = Some("permessage-deflate; server_no_context_takeover; client_no_context_takeover");
+    assert_eq!(check(&upgrade(&offer), &enabled).unwrap().deflate, answer);
+    assert_eq!(check(&upgrade(&[]), &enabled).unwrap().deflate, None);
+    let unknown = [("sec-websocket-extensions", "x-webkit-deflate-frame")];
+    assert_eq!(check(&upgrade(&unknown), &enabled).unwrap().deflate, None);
+    let default = WsConfig::default();
+    assert_eq!(check(&upgrade(&offer), &default).unwrap().deflate, None);
+    // A window we cannot promise declines the extension, never the handshake.
+    let narrow = [(
+        "sec-websocket-extensions",
+        "permessage-deflate; server_max_window_bits=9",
+    )];
+    assert_eq!(check(&upgrade(&narrow), &enabled).unwrap().deflate, None);
 }
