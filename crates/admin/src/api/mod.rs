@@ -86,3 +86,12 @@ async fn blocking<T: Send + 'static>(
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(work).await?
 }
+
+/// The answer to a PUT that saved a record: 201 when it created it, 204 when it replaced
+/// one (RabbitMQ's management API answers the same).
+fn saved(created: bool) -> axum::http::StatusCode {
+    match created {
+        true => axum::http::StatusCode::CREATED,
+        false => axum::http::StatusCode::NO_CONTENT,
+    }
+}

@@ -164,11 +164,7 @@ pub(crate) async fn put(
     })
     .await?;
     tracing::info!(by = %caller.login.username, user, vhost, "management API: permissions set");
-    Ok(if replaced {
-        StatusCode::NO_CONTENT
-    } else {
-        StatusCode::CREATED
-    })
+    Ok(super::saved(!replaced))
 }
 
 /// `DELETE /api/permissions/{vhost}/{user}` (administrators): the user may no longer use

@@ -181,11 +181,7 @@ pub(crate) async fn put(
     })
     .await?;
     tracing::info!(by = %caller.login.username, user = %name, created, "management API: user saved");
-    Ok(if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::NO_CONTENT
-    })
+    Ok(super::saved(created))
 }
 
 /// `DELETE /api/users/{user}` (administrators): the user and its permissions; its

@@ -115,11 +115,7 @@ pub(crate) async fn put(
     })
     .await?;
     tracing::info!(by = %caller.login.username, vhost = %name, created, "management API: vhost saved");
-    Ok(if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::NO_CONTENT
-    })
+    Ok(super::saved(created))
 }
 
 /// `DELETE /api/vhosts/{vhost}` (administrators): the vhost and every permission in it;

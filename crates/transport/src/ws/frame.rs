@@ -364,4 +364,4 @@ pub(crate) fn encode_close(code: u16, out: &mut Vec<u8>) {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

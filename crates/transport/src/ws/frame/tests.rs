@@ -4,8 +4,9 @@ use super::*;
 
 const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
 
-/// A masked client frame with `first` as its first byte (FIN/RSV/opcode).
-fn frame(first: u8, payload: &[u8]) -> Vec<u8> {
+/// A masked client frame with `first` as its first byte (FIN/RSV/opcode), of any length.
+/// (Also used by the stream's tests.)
+pub(crate) fn frame(first: u8, payload: &[u8]) -> Vec<u8> {
     let mut out = vec![first];
     match payload.len() {
         n if n < 126 => out.push(0x80 | n as u8),

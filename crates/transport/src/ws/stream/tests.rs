@@ -6,18 +6,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
 use super::*;
-
-const MASK: [u8; 4] = [1, 2, 3, 4];
+use crate::ws::frame::tests::frame as client_frame;
 
 impl ConnectionIo for DuplexStream {}
-
-fn client_frame(first: u8, payload: &[u8]) -> Vec<u8> {
-    assert!(payload.len() < 126);
-    let mut out = vec![first, 0x80 | payload.len() as u8];
-    out.extend_from_slice(&MASK);
-    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ MASK[i % 4]));
-    out
-}
 
 fn pair(ping: Option<Duration>) -> (WsStream<DuplexStream>, DuplexStream) {
     let (server, client) = tokio::io::duplex(64 * 1024);
@@ -177,25 +168,6 @@ impl AsyncWrite for Gate {
     }
 }
 
-/// A masked client frame of any length.
-fn masked_frame(first: u8, payload: &[u8]) -> Vec<u8> {
-    let mut out = vec![first];
-    match payload.len() {
-        n if n < 126 => out.push(0x80 | n as u8),
-        n if n <= 0xFFFF => {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(0x80 | 127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    out.extend_from_slice(&MASK);
-    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ MASK[i % 4]));
-    out
-}
-
 /// What a client's permessage-deflate sends for `data`: raw deflate, sync flush, tail removed.
 fn client_compress(data: &[u8]) -> Vec<u8> {
     use flate2::{Compress, Compression, FlushCompress};
@@ -257,14 +229,14 @@ async fn compressed_messages_across_reads_and_frames_come_out_in_order() {
     let compressed = client_compress(&first);
     let (a, rest) = compressed.split_at(compressed.len() / 3);
     let (b, c) = rest.split_at(rest.len() / 2);
-    let mut input = masked_frame(0x42, a); // RSV1 on the first fragment only
-    input.extend(masked_frame(0x89, b"hi"));
-    input.extend(masked_frame(0x00, b));
-    input.extend(masked_frame(0x80, c));
-    input.extend(masked_frame(0x82, b"plain between"));
-    input.extend(masked_frame(0xC2, &client_compress(&second)));
-    input.extend(masked_frame(0xC2, &client_compress(b"tiny")));
-    input.extend(masked_frame(0x82, b"end"));
+    let mut input = client_frame(0x42, a); // RSV1 on the first fragment only
+    input.extend(client_frame(0x89, b"hi"));
+    input.extend(client_frame(0x00, b));
+    input.extend(client_frame(0x80, c));
+    input.extend(client_frame(0x82, b"plain between"));
+    input.extend(client_frame(0xC2, &client_compress(&second)));
+    input.extend(client_frame(0xC2, &client_compress(b"tiny")));
+    input.extend(client_frame(0x82, b"end"));
     let mut expected = first.clone();
     expected.extend_from_slice(b"plain between");
     expected.extend_from_slice(&second);
@@ -295,7 +267,7 @@ async fn a_decompression_bomb_closes_with_1009() {
     let bomb = client_compress(&vec![0u8; 1 << 20]);
     assert!(bomb.len() < 2048);
     let (mut ws, mut client) = deflate_pair(64 * 1024, 1 << 16);
-    client.write_all(&masked_frame(0xC2, &bomb)).await.unwrap();
+    client.write_all(&client_frame(0xC2, &bomb)).await.unwrap();
     let mut total = 0;
     let mut buf = vec![0u8; 4096];
     loop {
@@ -312,7 +284,7 @@ async fn a_decompression_bomb_closes_with_1009() {
 #[tokio::test]
 async fn rsv1_without_negotiation_closes_with_1002() {
     let (mut ws, mut client) = pair(None);
-    let frame = masked_frame(0xC2, &client_compress(b"hello"));
+    let frame = client_frame(0xC2, &client_compress(b"hello"));
     client.write_all(&frame).await.unwrap();
     let mut buf = [0u8; 16];
     assert_eq!(ws.read(&mut buf).await.unwrap(), 0);
