@@ -314,3 +314,30 @@ def test_offline_queue_overflow(make_broker, clients, protocol):
     pub.publish(topic, b"after", 1)
     assert s2.expect_one().payload == b"after"
     assert_pubsub_works(b, clients, protocol)
+
+
+def test_qos0_publisher_is_not_held_back_by_a_subscriber_that_reads_nothing(make_broker, clients):
+    """QoS 0 may be lost: a subscriber whose client reads nothing (a browser tab on a dead
+    link, say) keeps its newest messages and loses older ones, and never slows its publishers
+    down, although QoS 1/2 publishers would wait for it (back-pressure; an hour here)."""
+    b = make_broker(limits={"max_queued_messages": 10,
+                            "publish_backpressure_timeout_secs": 3600})
+    topic = uid("deaf") + "/t"
+    deaf = clients.raw(b, uid("deaf"))
+    assert deaf.subscribe([(topic, rawmqtt.sub_options(0))]).codes == [0]
+    pub = clients.connect(b, protocol=V311)
+    # 16 MB: far more than the socket buffers between the broker and the subscriber hold.
+    n, filler = 4000, b"x" * 4096
+    for i in range(n):
+        pub.c.publish(topic, b"%06d:" % i + filler, 0)
+    # A QoS 1 round trip behind them: answered only once the broker has read them all.
+    assert pub.publish(uid("probe") + "/t", b"after", 1, timeout=30) == 0
+
+    got = []
+    while (p := deaf.recv_or_none(2.0)) is not None:
+        if p.type == PUBLISH:
+            got.append(int(p.payload.split(b":")[0]))
+    assert got == sorted(got), "delivered in order"
+    assert len(got) < n, "the subscriber read nothing for a while: older messages were dropped"
+    assert got[-1] == n - 1, "the newest message is kept"
+    assert_pubsub_works(b, clients)

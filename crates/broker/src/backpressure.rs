@@ -147,8 +147,8 @@ fn settle(
 }
 
 impl SessionInner {
-    /// Queues a QoS 1/2 `delivery` for this connected session if it fits and no earlier
-    /// delivery is waiting; otherwise parks it for `publisher`. A stalled session parks
+    /// Queues a `delivery` for this connected session if it fits and no earlier delivery is
+    /// waiting; otherwise parks it for `publisher`. A stalled session parks
     /// nothing: the overflow policy applies at once.
     pub(crate) fn offer_or_park(
         &mut self,
@@ -165,7 +165,7 @@ impl SessionInner {
         }
         let delivery = match others_wait {
             true => delivery,
-            false => match self.state.offer(delivery, limits) {
+            false => match self.state.offer_to_wait(delivery, limits) {
                 Ok(0) => return Offered::Done(Enqueue::Queued),
                 Ok(n) => return Offered::Done(Enqueue::QueuedAfterDropping(n)),
                 Err(delivery) => delivery,
@@ -184,16 +184,24 @@ impl SessionInner {
     }
 
     /// The session's connection just moved messages from the queue towards its client
-    /// (`progressed`): records the progress and, at the low-water mark, lets waiting
-    /// deliveries in, oldest first, as far as they fit. Returns the publishers to wake.
+    /// (`progressed`), and found its in-flight window full or not (`window_full`): records
+    /// both and, at the low-water mark, lets waiting deliveries in, oldest first, as far as
+    /// they fit. With the window full the subscriber waits for its client, so waiting QoS 0
+    /// deliveries are settled at once (see [`SessionInner::waits_for_client`]). Returns the
+    /// publishers to wake.
     pub(crate) fn admit_parked(
         &mut self,
         progressed: bool,
+        window_full: bool,
         limits: QueueLimits,
         now: Instant,
         metrics: &Metrics,
     ) -> Vec<Waker> {
-        let mut wake = Vec::new();
+        self.window_full = window_full;
+        let mut wake = match window_full {
+            true => self.release_parked_qos0(limits, metrics),
+            false => Vec::new(),
+        };
         let Some(congestion) = self.congestion.as_mut() else {
             return wake;
         };
@@ -209,7 +217,7 @@ impl SessionInner {
             let Slot::Waiting(delivery) = std::mem::replace(&mut waiter.slot, Slot::Queued) else {
                 continue;
             };
-            match self.state.offer(delivery, limits) {
+            match self.state.offer_to_wait(delivery, limits) {
                 Ok(dropped) => {
                     Metrics::add(&metrics.messages_dropped_queue_full, dropped as u64);
                     congestion.waiting -= 1;
@@ -232,6 +240,32 @@ impl SessionInner {
             // More is queued than this turn sent: the connection looks again after writing.
             self.news = true;
         }
+        wake
+    }
+
+    /// The subscriber is held up by its client: waiting QoS 0 deliveries are settled now by
+    /// the overflow policy (queued if there is room, else the oldest QoS 0 is dropped) and
+    /// their publishers woken. QoS 1/2 ones keep waiting.
+    pub(crate) fn release_parked_qos0(
+        &mut self,
+        limits: QueueLimits,
+        metrics: &Metrics,
+    ) -> Vec<Waker> {
+        let mut wake = Vec::new();
+        let Some(mut congestion) = self.congestion.take() else {
+            return wake;
+        };
+        for waiter in congestion.waiters.iter_mut() {
+            if !matches!(&waiter.slot, Slot::Waiting(d) if d.qos == QoS::AtMostOnce) {
+                continue;
+            }
+            if let Slot::Waiting(delivery) = std::mem::replace(&mut waiter.slot, Slot::Skipped) {
+                congestion.waiting -= 1;
+                waiter.slot = settle(self, delivery, limits, metrics);
+                wake.extend(waiter.waker.take());
+            }
+        }
+        self.congestion = Some(congestion);
         wake
     }
 

@@ -14,7 +14,7 @@ pub struct Limits {
     pub max_inflight: u16,
     pub max_queued_messages: usize,
     pub max_queued_bytes: usize,
-    /// What a QoS 1/2 message for a connected subscriber whose queue is full does.
+    /// What a message for a connected subscriber whose queue is full does.
     pub queue_overflow: QueueOverflow,
     /// How long a connected subscriber that sends nothing from its full queue may hold
     /// publishers back (with [`QueueOverflow::Backpressure`]); counted from its last
@@ -60,13 +60,16 @@ impl Default for Limits {
     }
 }
 
-/// The overflow policy of a session queue for QoS 1/2 messages to a connected subscriber.
-/// (QoS 0 messages are always dropped when the queue is full, oldest first: the protocol
-/// allows their loss. Offline sessions never hold publishers back.)
+/// The overflow policy of a session queue for messages to a connected subscriber. (Offline
+/// sessions never hold publishers back: QoS 0 is not kept for them, and a full queue refuses
+/// QoS 1/2.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum QueueOverflow {
     /// The publishing connection stops reading and holds back its PUBACK/PUBREC until the
     /// subscriber's queue has room, at most `publish_backpressure_timeout` without progress.
+    /// A QoS 0 message waits only while the broker is behind with the subscriber, not while
+    /// the subscriber's client is the limit (its write is blocked or its in-flight window is
+    /// full): then the oldest QoS 0 message is dropped, as the protocol allows.
     #[default]
     Backpressure,
     /// The message is refused for that subscriber (v5 publishers see 0x97 Quota Exceeded

@@ -176,7 +176,7 @@ impl Connection {
     /// Never ready before CONNECT. Registers `cx`'s waker with the sessions concerned, so
     /// the transport needs no wait future of its own.
     pub fn poll_wake(&self, cx: &mut Context<'_>) -> Poll<()> {
-        let news = self.poll_session(cx, true);
+        let news = self.poll_session(cx);
         let unparked = self.poll_unparked(cx);
         match news.is_ready() || unparked.is_ready() {
             true => Poll::Ready(()),
@@ -189,12 +189,17 @@ impl Connection {
     /// (it could not send them); they are noted and handled once the write is done, as is a
     /// settled parked delivery.
     pub fn poll_news_while_writing(&self, cx: &mut Context<'_>) -> Poll<()> {
-        self.poll_session(cx, false)
+        let Some(e) = &self.established else {
+            return Poll::Pending;
+        };
+        let broker = &self.broker;
+        e.session
+            .poll_news_while_writing(self.id, cx, broker.queue_limits(), &broker.metrics)
     }
 
-    fn poll_session(&self, cx: &mut Context<'_>, deliveries: bool) -> Poll<()> {
+    fn poll_session(&self, cx: &mut Context<'_>) -> Poll<()> {
         match &self.established {
-            Some(e) => e.session.poll_news(self.id, cx, deliveries),
+            Some(e) => e.session.poll_news(self.id, cx),
             None => Poll::Pending,
         }
     }
@@ -650,18 +655,16 @@ impl Connection {
                 Some(kicked)
             } else {
                 let now = Instant::now();
-                let queued = inner.state.queued_len();
-                let dropped = inner.state.poll_transmit(
+                let (dropped, wake) = inner.transmit(
                     &mut e.state,
                     now,
                     broker.config.limits.max_inflight,
                     TRANSMIT_BUDGET,
                     &mut packets,
+                    broker.queue_limits(),
+                    &broker.metrics,
                 );
-                // Room was made: publishers waiting for it may come in.
-                let progressed = inner.state.queued_len() < queued;
-                admitted =
-                    inner.admit_parked(progressed, broker.queue_limits(), now, &broker.metrics);
+                admitted = wake;
                 if dropped.budget_exhausted {
                     // More is queued: come back after this batch is written, so a long
                     // backlog goes out in bounded turns instead of one huge buffer. (This

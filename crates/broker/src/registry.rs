@@ -15,8 +15,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
-use ferrymq_codec::{QoS, ReasonCode};
-use ferrymq_session::{Delivery, Enqueue, Message, QueueLimits, SessionState};
+use ferrymq_codec::{Packet, QoS, ReasonCode};
+use ferrymq_session::{
+    ConnectionState, Delivery, Enqueue, Message, QueueLimits, SessionState, Transmitted,
+};
 
 use crate::Broker;
 use crate::backpressure::{Congestion, Offered, Publisher};
@@ -59,6 +61,9 @@ pub(crate) struct SessionInner {
     /// subscriber gets thousands a second) only burns the CPU its publishers need.
     /// Takeovers, kicks and other news always wake.
     deliveries_wake: bool,
+    /// The attached connection's last turn left deliveries queued that only its client can
+    /// let out, by acknowledging what is in flight (the in-flight window is full).
+    pub(crate) window_full: bool,
     /// Who the attached connection is, for the management API; `None` while detached.
     pub(crate) client: Option<Attachment>,
     /// Publishers waiting for room in the queue (back-pressure), while there are any.
@@ -71,6 +76,39 @@ impl SessionInner {
     pub(crate) fn signal(&mut self) -> Option<Waker> {
         self.news = true;
         self.waker.take()
+    }
+
+    /// Whether the attached connection is held up by its client rather than by the broker:
+    /// its write is blocked (the client or its network reads slower than it is sent to), or
+    /// its in-flight window is full. QoS 0 publishers never wait for such a subscriber
+    /// (see `backpressure.rs`).
+    pub(crate) fn waits_for_client(&self) -> bool {
+        !self.deliveries_wake || self.window_full
+    }
+
+    /// One turn of the attached connection: moves queued deliveries into `out` as far as
+    /// its window and `budget` allow, then lets publishers waiting for room in. Returns what
+    /// was dropped on the way and the publishers to wake once the lock is released.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn transmit(
+        &mut self,
+        conn: &mut ConnectionState,
+        now: Instant,
+        max_inflight: u16,
+        budget: usize,
+        out: &mut Vec<Packet>,
+        limits: QueueLimits,
+        metrics: &Metrics,
+    ) -> (Transmitted, Vec<Waker>) {
+        let queued = self.state.queued_len();
+        let transmitted = self
+            .state
+            .poll_transmit(conn, now, max_inflight, budget, out);
+        let progressed = self.state.queued_len() < queued;
+        // Left queued with budget to spare: only the client's acknowledgements let it out.
+        let window_full = !transmitted.budget_exhausted && self.state.queued_len() > 0;
+        let wake = self.admit_parked(progressed, window_full, limits, now, metrics);
+        (transmitted, wake)
     }
 }
 
@@ -99,6 +137,7 @@ impl SessionHandle {
                 waker: None,
                 news: false,
                 deliveries_wake: true,
+                window_full: false,
                 client: None,
                 congestion: None,
             }),
@@ -117,16 +156,38 @@ impl SessionHandle {
 
     /// Ready when the session has news for connection `connection_id`: deliveries, or the
     /// connection is no longer the attached one (taken over). News that arrives while the
-    /// connection is busy is kept, so none is lost between polls. With `deliveries` false,
-    /// new deliveries until the next poll are noted but do not wake the task.
-    pub(crate) fn poll_news(
+    /// connection is busy is kept, so none is lost between polls.
+    pub(crate) fn poll_news(&self, connection_id: u64, cx: &mut Context<'_>) -> Poll<()> {
+        let mut inner = self.lock();
+        inner.deliveries_wake = true;
+        Self::register_for_news(&mut inner, connection_id, cx)
+    }
+
+    /// [`SessionHandle::poll_news`] for a connection whose write is blocked: new deliveries
+    /// until the next poll are noted but do not wake the task (it could not send them), and
+    /// QoS 0 publishers waiting for room are let go, since the subscriber is now held up by
+    /// its client (see [`SessionInner::waits_for_client`]).
+    pub(crate) fn poll_news_while_writing(
         &self,
         connection_id: u64,
         cx: &mut Context<'_>,
-        deliveries: bool,
+        limits: QueueLimits,
+        metrics: &Metrics,
     ) -> Poll<()> {
         let mut inner = self.lock();
-        inner.deliveries_wake = deliveries;
+        inner.deliveries_wake = false;
+        let released = inner.release_parked_qos0(limits, metrics);
+        let news = Self::register_for_news(&mut inner, connection_id, cx);
+        drop(inner);
+        released.into_iter().for_each(Waker::wake);
+        news
+    }
+
+    fn register_for_news(
+        inner: &mut SessionInner,
+        connection_id: u64,
+        cx: &mut Context<'_>,
+    ) -> Poll<()> {
         if inner.attached != Some(connection_id) || std::mem::take(&mut inner.news) {
             return Poll::Ready(());
         }
@@ -168,8 +229,10 @@ impl SessionHandle {
 
     /// Queues a delivery and wakes the connection. QoS 0 messages, and messages that expire
     /// on arrival, are not kept for a disconnected client (as Mosquitto's default for QoS 0).
-    /// With a `publisher` that may wait, a QoS 1/2 delivery that does not fit the queue of
-    /// this connected session is parked instead of refused.
+    /// With a `publisher` that may wait, a delivery that does not fit the queue of this
+    /// connected session is parked instead of dropped or refused: any QoS 1/2 one, and a
+    /// QoS 0 one unless the subscriber is held up by its client (at most once allows the
+    /// loss, and a slow client must not slow its publishers down).
     pub(crate) fn deliver(
         &self,
         delivery: Delivery,
@@ -182,8 +245,8 @@ impl SessionHandle {
         if inner.ended || (inner.attached.is_none() && offline_skips) {
             return Delivered::Skipped;
         }
-        let may_wait = delivery.qos != QoS::AtMostOnce
-            && inner.attached.is_some()
+        let may_wait = inner.attached.is_some()
+            && (delivery.qos != QoS::AtMostOnce || !inner.waits_for_client())
             // One that could never fit would only wait for the timeout.
             && delivery.message.weight() <= limits.max_bytes;
         let outcome = match publisher {
@@ -309,6 +372,9 @@ impl Broker {
             // News for the previous connection is not for this one: it transmits what
             // is queued once CONNECT is done.
             inner.news = false;
+            // Nor is what held the previous connection up.
+            inner.deliveries_wake = true;
+            inner.window_full = false;
             inner.generation += 1;
             inner.state.disconnected_at = None;
             session.online.store(true, Ordering::Relaxed);

@@ -185,6 +185,28 @@ impl SessionState {
         Ok(dropped)
     }
 
+    /// [`SessionState::offer`] for a publisher that can wait for room (back-pressure): a
+    /// QoS 0 delivery displaces nothing either, and is handed back when the queue is full.
+    /// (Making room for it would only drop an older QoS 0 message for a newer one, when the
+    /// point of waiting is that neither is lost.)
+    pub fn offer_to_wait(
+        &mut self,
+        delivery: Delivery,
+        limits: QueueLimits,
+    ) -> Result<usize, Delivery> {
+        if delivery.qos != QoS::AtMostOnce {
+            return self.offer(delivery, limits);
+        }
+        let weight = delivery.message.weight();
+        if self.queue.len() >= limits.max_messages
+            || self.queue.bytes().saturating_add(weight) > limits.max_bytes
+        {
+            return Err(delivery);
+        }
+        self.queue.push_back(delivery);
+        Ok(0)
+    }
+
     /// Whether the queue is at or below half its limits, in messages and in bytes: the
     /// low-water mark at which publishers held back by a full queue are let in again (half,
     /// so that they are woken in batches rather than once per message sent).

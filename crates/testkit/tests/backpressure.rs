@@ -1,5 +1,5 @@
-//! Back-pressure for QoS 1/2 fan-in: a QoS 1 message for a connected subscriber whose queue
-//! is full is not dropped; its publisher stops being read and gets no PUBACK for it until the
+//! Back-pressure for fan-in: a QoS 1 message for a connected subscriber whose queue is full
+//! is not dropped; its publisher stops being read and gets no PUBACK for it until the
 //! subscriber has made room (or stalled for `publish_backpressure_timeout`, or left).
 //!
 //! The subscribers here are raw clients with a small Receive Maximum that acknowledge
@@ -296,8 +296,11 @@ async fn a_client_subscribed_to_what_it_publishes_does_not_wait_for_itself() {
     assert_eq!(broker.metric("messages_dropped_queue_full"), 0);
 }
 
+/// QoS 0 waits only for a subscriber the broker is behind with; this one is held up by its
+/// client (its window is full), so QoS 0 for it is dropped rather than waited for.
 #[tokio::test]
-async fn qos0_messages_are_dropped_on_a_full_queue_and_never_hold_the_publisher() {
+async fn qos0_messages_for_a_subscriber_held_up_by_its_client_are_dropped_and_never_hold_the_publisher()
+ {
     let broker = broker(2, Duration::from_secs(30)).await;
     let mut sub = slow_subscriber(&broker, "slow", 1).await;
     let mut publisher = publisher(&broker, "pub").await;
@@ -305,10 +308,10 @@ async fn qos0_messages_are_dropped_on_a_full_queue_and_never_hold_the_publisher(
     for _ in 0..5 {
         publisher.send(publish(TOPIC, "q0")).await;
     }
-    // Answered at once: nothing holds the publisher back.
+    // Answered: nothing holds the publisher back for long. (A QoS 0 message may wait for
+    // the subscriber's connection's next turn, which finds the window full and lets it go.)
     publisher.ping().await;
     assert_eq!(broker.metric("messages_dropped_queue_full"), 5);
-    assert_eq!(broker.metric("publishes_blocked"), 0);
     let mut got = ack_read(&mut sub, in_flight).await;
     got.extend(read_and_ack(&mut sub, 2).await);
     assert_eq!(got, numbers(1..=3));

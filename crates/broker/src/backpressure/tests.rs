@@ -58,13 +58,23 @@ fn publisher(connection: u64, now: Instant) -> Publisher {
     }
 }
 
+/// Routes a QoS 1 message from publisher `from` to `session`.
 fn offer(
     broker: &Broker,
     session: &SessionHandle,
     payload: &'static str,
     from: Publisher,
 ) -> Delivered {
-    let qos = QoS::AtLeastOnce;
+    offer_at(broker, session, payload, QoS::AtLeastOnce, from)
+}
+
+fn offer_at(
+    broker: &Broker,
+    session: &SessionHandle,
+    payload: &'static str,
+    qos: QoS,
+    from: Publisher,
+) -> Delivered {
     session.deliver(
         delivery(payload, qos),
         broker.queue_limits(),
@@ -104,15 +114,16 @@ fn transmit(
     now: Instant,
 ) -> Vec<Bytes> {
     let mut packets = Vec::new();
-    let wake = {
-        let mut inner = session.lock();
-        let queued = inner.state.queued_len();
-        inner
-            .state
-            .poll_transmit(conn, now, window, usize::MAX, &mut packets);
-        let progressed = inner.state.queued_len() < queued;
-        inner.admit_parked(progressed, broker.queue_limits(), now, &broker.metrics)
-    };
+    let limits = broker.queue_limits();
+    let (_, wake) = session.lock().transmit(
+        conn,
+        now,
+        window,
+        usize::MAX,
+        &mut packets,
+        limits,
+        &broker.metrics,
+    );
     wake.into_iter().for_each(Waker::wake);
     packets
         .into_iter()
@@ -220,17 +231,17 @@ fn a_publisher_that_finds_others_waiting_waits_behind_them_even_with_room() {
 }
 
 #[test]
-fn qos0_offline_sessions_and_publishers_that_cannot_wait_never_park() {
+fn qos0_for_a_subscriber_held_up_by_its_client_offline_sessions_and_wills_never_park() {
     let now = Instant::now();
     let (broker, session) = subscriber(1);
+    // One in flight, one queued behind the full window: only the client can let it out.
+    let mut conn = ConnectionState::new(ProtocolVersion::V5, now);
+    offer(&broker, &session, "sent", publisher(10, now));
+    assert_eq!(transmit(&broker, &session, &mut conn, 1, now), ["sent"]);
     offer(&broker, &session, "full", publisher(10, now));
+    assert!(transmit(&broker, &session, &mut conn, 1, now).is_empty());
     let limits = broker.queue_limits();
-    let qos0 = session.deliver(
-        delivery("q0", QoS::AtMostOnce),
-        limits,
-        &broker.metrics,
-        Some(publisher(11, now)),
-    );
+    let qos0 = offer_at(&broker, &session, "q0", QoS::AtMostOnce, publisher(11, now));
     assert_eq!(qos0, Delivered::Refused);
     let will = session.deliver(
         delivery("will", QoS::AtLeastOnce),
@@ -380,4 +391,106 @@ fn a_session_that_ends_skips_what_waited_without_counting_it_refused() {
         Settled::Done { refused: 0 }
     );
     assert_eq!(metric(&broker, |m| &m.messages_dropped_queue_full), 0);
+}
+
+#[test]
+fn qos0_waits_for_a_subscriber_the_broker_is_behind_with() {
+    let now = Instant::now();
+    let (broker, session) = subscriber(2);
+    let q0 = QoS::AtMostOnce;
+    for payload in ["0", "1"] {
+        let delivered = offer_at(&broker, &session, payload, q0, publisher(10, now));
+        assert_eq!(delivered, Delivered::Accepted);
+    }
+    // Full, and the subscriber's connection simply has not had its turn: wait, drop nothing.
+    assert_eq!(
+        offer_at(&broker, &session, "a", q0, publisher(11, now)),
+        Delivered::Parked
+    );
+    let a = Arc::new(Task::default());
+    assert!(poll_parked(&session, 11, &a).is_pending());
+    let mut conn = ConnectionState::new(ProtocolVersion::V5, now);
+    assert_eq!(transmit(&broker, &session, &mut conn, 1, now), ["0", "1"]);
+    assert_eq!(a.wakes(), 1);
+    assert_eq!(
+        settle(&broker, &session, publisher(11, now), false),
+        Settled::Done { refused: 0 }
+    );
+    assert_eq!(transmit(&broker, &session, &mut conn, 1, now), ["a"]);
+    assert_eq!(metric(&broker, |m| &m.messages_dropped_queue_full), 0);
+}
+
+#[test]
+fn a_blocked_write_lets_waiting_qos0_publishers_go_and_keeps_qos1_ones() {
+    let now = Instant::now();
+    let (broker, session) = subscriber(2);
+    let q0 = QoS::AtMostOnce;
+    offer_at(&broker, &session, "0", q0, publisher(10, now));
+    offer_at(&broker, &session, "1", q0, publisher(10, now));
+    assert_eq!(
+        offer_at(&broker, &session, "a", q0, publisher(11, now)),
+        Delivered::Parked
+    );
+    assert_eq!(
+        offer(&broker, &session, "b", publisher(12, now)),
+        Delivered::Parked
+    );
+    let (a, b) = (Arc::new(Task::default()), Arc::new(Task::default()));
+    assert!(poll_parked(&session, 11, &a).is_pending());
+    assert!(poll_parked(&session, 12, &b).is_pending());
+
+    // The subscriber's socket stops taking data: its client is now the limit.
+    let writer = Arc::new(Task::default());
+    let waker = Waker::from(writer.clone());
+    // (Ready or not: the deliveries above are news it has not looked at yet.)
+    let _ = session.poll_news_while_writing(
+        SUBSCRIBER,
+        &mut Context::from_waker(&waker),
+        broker.queue_limits(),
+        &broker.metrics,
+    );
+    assert_eq!((a.wakes(), b.wakes()), (1, 0));
+    // "a" went in by the overflow policy: the oldest QoS 0 ("0") made room for it.
+    assert_eq!(
+        settle(&broker, &session, publisher(11, now), false),
+        Settled::Done { refused: 0 }
+    );
+    assert_eq!(metric(&broker, |m| &m.messages_dropped_queue_full), 1);
+    // A new QoS 0 message does not wait either: the oldest QoS 0 gives way again.
+    assert_eq!(
+        offer_at(&broker, &session, "c", q0, publisher(13, now)),
+        Delivered::Accepted
+    );
+    assert_eq!(metric(&broker, |m| &m.messages_dropped_queue_full), 2);
+    assert!(matches!(
+        settle(&broker, &session, publisher(12, now), false),
+        Settled::Waiting { .. }
+    ));
+}
+
+#[test]
+fn a_full_window_lets_waiting_qos0_publishers_go() {
+    let now = Instant::now();
+    let (broker, session) = subscriber(2);
+    let mut conn = ConnectionState::new(ProtocolVersion::V5, now);
+    offer(&broker, &session, "0", publisher(10, now));
+    assert_eq!(transmit(&broker, &session, &mut conn, 1, now), ["0"]);
+    offer(&broker, &session, "1", publisher(10, now));
+    offer(&broker, &session, "2", publisher(10, now));
+    // The last turn left nothing queued, so the window did not hold anything up yet.
+    assert_eq!(
+        offer_at(&broker, &session, "a", QoS::AtMostOnce, publisher(11, now)),
+        Delivered::Parked
+    );
+    let a = Arc::new(Task::default());
+    assert!(poll_parked(&session, 11, &a).is_pending());
+    // This turn finds the window full: the client is the limit, "a" stops waiting. The
+    // queue holds only QoS 1 messages, so there is no room to make: it is dropped.
+    assert!(transmit(&broker, &session, &mut conn, 1, now).is_empty());
+    assert_eq!(a.wakes(), 1);
+    assert_eq!(
+        settle(&broker, &session, publisher(11, now), false),
+        Settled::Done { refused: 1 }
+    );
+    assert_eq!(metric(&broker, |m| &m.messages_dropped_queue_full), 1);
 }
