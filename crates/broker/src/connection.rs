@@ -30,7 +30,7 @@ mod connect;
 mod publish;
 mod reauth;
 
-use backpressure::Parked;
+use backpressure::Backpressure;
 
 /// Payload bytes one delivery turn moves from the session queue to the output buffer.
 const TRANSMIT_BUDGET: usize = 64 * 1024;
@@ -91,8 +91,9 @@ pub struct Connection {
     handshake: Option<Box<HandshakeCredentials>>,
     /// How the client connected, for the management API (one byte, in padding).
     transport: Transport,
-    /// The PUBLISH whose acknowledgement waits for room in subscribers' queues, if any.
-    parked: Option<Box<Parked>>,
+    /// Back-pressure: the PUBLISH whose acknowledgement waits for room in subscribers'
+    /// queues, if any, and how far the input was read ahead meanwhile.
+    backpressure: Option<Box<Backpressure>>,
     _permit: ConnectionPermit,
 }
 
@@ -116,7 +117,7 @@ impl Connection {
             keep_alive_grace,
             handshake: None,
             transport: Transport::Tcp,
-            parked: None,
+            backpressure: None,
             _permit: permit,
         }
     }
@@ -252,18 +253,22 @@ impl Connection {
     /// that parks the connection (see [`Connection::is_parked`]), leaving the rest in
     /// `input`. While parked, only reads ahead in `input` for acknowledgements.
     pub async fn on_input(&mut self, input: &mut BytesMut) -> Result<(), Closed> {
-        while self.parked.is_none() {
+        // One clock read for the batch: the packets of one read arrived together.
+        let now = Instant::now();
+        let buffered = input.len();
+        while !self.is_parked() {
             match self.decoder.decode(input) {
                 Ok(Some(packet)) => {
                     if let Some(e) = &mut self.established {
-                        e.state.on_packet_received(Instant::now());
+                        e.state.on_packet_received(now);
                     }
-                    self.handle(packet).await?;
+                    self.handle(packet, now).await?;
                 }
                 Ok(None) => break,
                 Err(error) => return Err(self.on_decode_error(error)),
             }
         }
+        self.decoded(buffered - input.len(), input.is_empty());
         self.read_ahead(input)?;
         self.transmit()
     }
@@ -299,7 +304,7 @@ impl Connection {
             tracing::info!(peer = %self.peer, client_id = %self.client_id(), "closing connection: its credentials expired");
             return Err(self.disconnect(ReasonCode::MaximumConnectTime));
         }
-        if self.parked.is_some() {
+        if self.is_parked() {
             // The parked check moved on; keep-alive does not run while the client is not read.
             return Ok(());
         }
@@ -391,7 +396,7 @@ impl Connection {
         self.violation(error.reason_code(), &message)
     }
 
-    async fn handle(&mut self, packet: Packet) -> Result<(), Closed> {
+    async fn handle(&mut self, packet: Packet, now: Instant) -> Result<(), Closed> {
         if self.established.is_none() {
             return match packet {
                 // Boxed: CONNECT (authentication, session attach) is the largest future by
@@ -407,7 +412,7 @@ impl Connection {
             return Ok(());
         };
         match packet {
-            Packet::Publish(publish) => self.on_publish(publish),
+            Packet::Publish(publish) => self.on_publish(publish, now),
             Packet::Subscribe(subscribe) => self.on_subscribe(subscribe),
             Packet::Unsubscribe(unsubscribe) => {
                 self.on_unsubscribe(unsubscribe);

@@ -105,16 +105,24 @@ impl Broker {
         self.route(vhost, message, None).outcome
     }
 
-    /// [`Broker::publish`] for the client connection `publisher`, which can wait: with the
-    /// back-pressure policy, QoS 1/2 deliveries that do not fit a connected session's queue
-    /// are parked there for it instead of refused.
-    pub(crate) fn publish_from(&self, vhost: &Vhost, message: Message, publisher: u64) -> Routed {
+    /// [`Broker::publish`] for the client connection `publisher`, which can wait, of a message
+    /// that arrived at `now`: with the back-pressure policy, deliveries that do not fit a
+    /// connected session's queue are parked there for it instead of refused (see
+    /// `backpressure.rs` for when QoS 0 waits).
+    pub(crate) fn publish_from(
+        &self,
+        vhost: &Vhost,
+        message: Message,
+        publisher: u64,
+        now: Instant,
+    ) -> Routed {
         let limits = &self.config.limits;
-        let publisher = (limits.queue_overflow == QueueOverflow::Backpressure).then(|| Publisher {
-            connection: publisher,
-            now: Instant::now(),
-            timeout: limits.publish_backpressure_timeout,
-        });
+        let publisher =
+            (limits.queue_overflow == QueueOverflow::Backpressure).then_some(Publisher {
+                connection: publisher,
+                now,
+                timeout: limits.publish_backpressure_timeout,
+            });
         self.route(vhost, message, publisher)
     }
 

@@ -15,7 +15,10 @@
 //! it sit behind the PUBLISH it is parked on. Its keep-alive does not run while it does not
 //! read; it restarts when the connection unparks.
 //!
-//! The state is boxed: idle connections pay 8 bytes for it in their task.
+//! The state is boxed: idle connections pay 8 bytes for it in their task. It outlives the
+//! park while bytes that were read ahead remain buffered, so that a publisher that parks
+//! again and again (one whose subscriber's queue stays at its limit) reads each buffered
+//! byte ahead once, not once per park.
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -41,9 +44,19 @@ const PUBREC: u8 = 5;
 const PUBCOMP: u8 = 7;
 const PINGREQ: u8 = 12;
 
+/// A connection's back-pressure state, while it is parked or has input it read ahead in.
+#[derive(Debug, Default)]
+pub(super) struct Backpressure {
+    /// The PUBLISH the connection is parked on; `None` once it went on.
+    parked: Option<Parked>,
+    /// Bytes at the front of the input already read ahead: whole packets that stay (none of
+    /// them one that is read ahead for). Reduced by what is decoded after unparking.
+    scanned: usize,
+}
+
 /// A PUBLISH whose acknowledgement waits for room in subscribers' queues.
 #[derive(Debug)]
-pub(super) struct Parked {
+struct Parked {
     /// The connected sessions holding a delivery of it, each once.
     waiting_for: Vec<Arc<SessionHandle>>,
     qos: QoS,
@@ -53,21 +66,43 @@ pub(super) struct Parked {
     since: Instant,
     /// When to look whether the sessions still waited for have stalled.
     check_at: Instant,
-    /// Bytes at the front of the input already read ahead: whole packets that stay.
-    scanned: usize,
 }
 
 impl Connection {
     /// Whether the transport should read more input while `buffered` bytes are not yet
     /// handled: always, except when parked with [`READ_AHEAD`] bytes buffered.
     pub fn wants_input(&self, buffered: usize) -> bool {
-        self.parked.is_none() || buffered < READ_AHEAD
+        !self.is_parked() || buffered < READ_AHEAD
     }
 
     /// Whether the connection is parked: it decodes nothing but what it reads ahead for,
     /// and resumes (the transport then hands it its buffered input again) once woken.
     pub fn is_parked(&self) -> bool {
-        self.parked.is_some()
+        self.parked().is_some()
+    }
+
+    fn parked(&self) -> Option<&Parked> {
+        self.backpressure.as_ref()?.parked.as_ref()
+    }
+
+    fn take_parked(&mut self) -> Option<Parked> {
+        self.backpressure.as_mut()?.parked.take()
+    }
+
+    /// `consumed` bytes were decoded from the front of the input, which is now `empty` or
+    /// not: they leave the part already read ahead. Without a park and with nothing read
+    /// ahead left, the state goes.
+    pub(super) fn decoded(&mut self, consumed: usize, empty: bool) {
+        let Some(state) = self.backpressure.as_mut() else {
+            return;
+        };
+        state.scanned = match empty {
+            true => 0,
+            false => state.scanned.saturating_sub(consumed),
+        };
+        if state.parked.is_none() && state.scanned == 0 {
+            self.backpressure = None;
+        }
     }
 
     /// Parks the connection on the PUBLISH just routed, whose deliveries to `waiting_for`
@@ -83,21 +118,21 @@ impl Connection {
         Metrics::inc(&metrics.publishes_blocked);
         Metrics::inc(&metrics.publishers_blocked);
         let now = Instant::now();
-        self.parked = Some(Box::new(Parked {
+        let check_at = now + self.broker.config.limits.publish_backpressure_timeout;
+        self.backpressure.get_or_insert_default().parked = Some(Parked {
             waiting_for,
             qos,
             packet_id,
             outcome,
             since: now,
-            check_at: now + self.broker.config.limits.publish_backpressure_timeout,
-            scanned: 0,
-        }));
+            check_at,
+        });
     }
 
     /// Ready when a delivery the connection waits for was settled (or its session went away);
     /// registers the task's waker with the others.
     pub(super) fn poll_unparked(&self, cx: &mut Context<'_>) -> Poll<()> {
-        let Some(parked) = &self.parked else {
+        let Some(parked) = self.parked() else {
             return Poll::Pending;
         };
         let mut ready = false;
@@ -112,13 +147,13 @@ impl Connection {
 
     /// When the parked connection must next look at the sessions it waits for.
     pub(super) fn parked_deadline(&self) -> Option<Instant> {
-        self.parked.as_ref().map(|p| p.check_at)
+        self.parked().map(|p| p.check_at)
     }
 
     /// Collects what was settled, gives up on stalled sessions; when nothing waits any more,
     /// sends the held-back acknowledgement and unparks.
     pub(super) fn resume_parked(&mut self, now: Instant) {
-        let Some(mut parked) = self.parked.take() else {
+        let Some(mut parked) = self.take_parked() else {
             return;
         };
         let limits = &self.broker.config.limits;
@@ -146,7 +181,7 @@ impl Connection {
         });
         if let Some(at) = check_at {
             parked.check_at = at;
-            self.parked = Some(parked);
+            self.backpressure.get_or_insert_default().parked = Some(parked);
             return;
         }
         self.unparked(&parked, now);
@@ -159,7 +194,7 @@ impl Connection {
     /// The connection is closing while parked: its deliveries stop waiting (the overflow
     /// policy decides about them); the client never got their acknowledgement.
     pub(super) fn withdraw_parked(&mut self) {
-        let Some(parked) = self.parked.take() else {
+        let Some(parked) = self.take_parked() else {
             return;
         };
         let now = Instant::now();
@@ -197,9 +232,10 @@ impl Connection {
     /// acknowledgements of its deliveries and PINGREQ. They are cut out of `input`; every
     /// other packet stays where it is, to be decoded in order once the connection unparks.
     pub(super) fn read_ahead(&mut self, input: &mut BytesMut) -> Result<(), Closed> {
-        let Some(mut at) = self.parked.as_ref().map(|p| p.scanned) else {
+        let Some(state) = self.backpressure.as_ref().filter(|s| s.parked.is_some()) else {
             return Ok(());
         };
+        let mut at = state.scanned.min(input.len());
         let max = usize::try_from(self.decoder.max_packet_size()).unwrap_or(usize::MAX);
         while let Some(rest) = input.get(at..) {
             // A malformed header is left for the decoder to report in order.
@@ -229,8 +265,8 @@ impl Connection {
                 Err(error) => return Err(self.on_decode_error(error)),
             }
         }
-        if let Some(parked) = &mut self.parked {
-            parked.scanned = at;
+        if let Some(state) = &mut self.backpressure {
+            state.scanned = at;
         }
         Ok(())
     }

@@ -14,8 +14,8 @@ use crate::metrics::Metrics;
 use crate::registry::SessionHandle;
 
 impl Connection {
-    /// A PUBLISH from the client: checked, routed and acknowledged.
-    pub(super) fn on_publish(&mut self, mut publish: Publish) -> Result<(), Closed> {
+    /// A PUBLISH from the client, received at `now`: checked, routed and acknowledged.
+    pub(super) fn on_publish(&mut self, mut publish: Publish, now: Instant) -> Result<(), Closed> {
         self.refresh_permissions()?;
         let broker = Arc::clone(&self.broker);
         Metrics::inc(&broker.metrics.messages_received);
@@ -119,9 +119,8 @@ impl Connection {
                 return Ok(());
             }
         }
-        let message =
-            Message::from_publish(publish, Instant::now(), Some(session.client_id.clone()));
-        let routed = broker.publish_from(&session.vhost, message, self.id);
+        let message = Message::from_publish(publish, now, Some(session.client_id.clone()));
+        let routed = broker.publish_from(&session.vhost, message, self.id, now);
         match routed.parked.is_empty() {
             true => self.acknowledge(&session, qos, packet_id, routed.outcome),
             false => self.park(routed.parked, qos, packet_id, routed.outcome),
