@@ -7,9 +7,7 @@
 //! through the codec's `encode` and `Decoder`.
 
 use bytes::{BufMut, Bytes, BytesMut};
-use ferrymq_codec::{
-    Packet, PacketId, ProtocolVersion, Publish, PublishProperties, QoS, peek_fixed_header,
-};
+use ferrymq_codec::{Packet, PacketId, ProtocolVersion, Publish, QoS, peek_fixed_header};
 
 use crate::payload::Stamp;
 
@@ -36,7 +34,7 @@ impl PublishTemplate {
             retain: false,
             topic: topic.to_owned(),
             packet_id: (qos != QoS::AtMostOnce).then_some(1),
-            properties: PublishProperties::default(),
+            properties: None,
             payload: Bytes::from(vec![0u8; size]),
         };
         let mut buf = BytesMut::new();
@@ -167,7 +165,9 @@ pub(crate) const DISCONNECT: [u8; 2] = [0xE0, 0x00];
 
 #[cfg(test)]
 mod tests {
-    use ferrymq_codec::Decoder;
+    use std::sync::Arc;
+
+    use ferrymq_codec::{Decoder, ForwardedProperties, PublishProperties};
 
     use super::*;
 
@@ -229,11 +229,14 @@ mod tests {
             retain: false,
             topic: "t".into(),
             packet_id: Some(5),
-            properties: PublishProperties {
+            properties: Some(Box::new(PublishProperties {
                 subscription_identifiers: vec![300],
-                content_type: Some("x".into()),
+                forwarded: Some(Arc::new(ForwardedProperties {
+                    content_type: Some("x".into()),
+                    ..ForwardedProperties::default()
+                })),
                 ..PublishProperties::default()
-            },
+            })),
             payload: Bytes::from_static(b"hello"),
         };
         let mut out = BytesMut::new();

@@ -356,7 +356,7 @@ impl Connection {
     /// v3 has no way to say why, so the socket just closes.
     fn disconnect(&mut self, reason: ReasonCode) -> Closed {
         if self.is_v5() && self.established.is_some() {
-            self.send(&Packet::Disconnect(Disconnect::new(reason)));
+            self.send(&Packet::Disconnect(Box::new(Disconnect::new(reason))));
         }
         self.close_kind = CloseKind::Abnormal;
         Closed
@@ -418,11 +418,11 @@ impl Connection {
                 self.on_unsubscribe(unsubscribe);
                 Ok(())
             }
-            Packet::Disconnect(disconnect) => Err(self.on_disconnect(disconnect)),
+            Packet::Disconnect(disconnect) => Err(self.on_disconnect(*disconnect)),
             Packet::Connect(_) => {
                 Err(self.violation(ReasonCode::ProtocolError, "second CONNECT [MQTT-3.1.0-2]"))
             }
-            Packet::Auth(auth) => self.on_auth(auth),
+            Packet::Auth(auth) => self.on_auth(*auth),
             other => Err(self.violation(
                 ReasonCode::ProtocolError,
                 &format!("{} is a server-to-client packet", other.name()),
@@ -442,11 +442,11 @@ impl Connection {
 
     /// Answers a refused CONNECT with CONNACK carrying `reason` [MQTT-3.2.2-6]; the caller closes.
     fn refuse(&mut self, reason: ReasonCode) -> Closed {
-        self.send(&Packet::ConnAck(ConnAck {
+        self.send(&Packet::ConnAck(Box::new(ConnAck {
             session_present: false,
             reason_code: reason,
             properties: ConnAckProperties::default(),
-        }));
+        })));
         Closed
     }
 
@@ -529,11 +529,11 @@ impl Connection {
             ));
             reason_codes.push(ReasonCode::granted(granted));
         }
-        self.send(&Packet::SubAck(SubAck {
+        self.send(&Packet::SubAck(Box::new(SubAck {
             packet_id: subscribe.packet_id,
             reason_codes,
             properties: AckProperties::default(),
-        }));
+        })));
         // Retained messages follow the SUBACK [MQTT-3.8.4-?]: they go through the session
         // queue like any delivery, so flow control and packet ids apply to them too.
         for delivery in retained {
@@ -564,11 +564,11 @@ impl Connection {
         if !self.is_v5() {
             reason_codes.clear();
         }
-        self.send(&Packet::UnsubAck(UnsubAck {
+        self.send(&Packet::UnsubAck(Box::new(UnsubAck {
             packet_id: unsubscribe.packet_id,
             reason_codes,
             properties: AckProperties::default(),
-        }));
+        })));
     }
 
     fn on_disconnect(&mut self, disconnect: Disconnect) -> Closed {
@@ -714,7 +714,7 @@ impl Connection {
         tracing::info!(peer = %self.peer, client_id = %self.client_id(), %reason, "connection replaced by a newer one");
         self.close_kind = CloseKind::TakenOver;
         if self.is_v5() {
-            self.send(&Packet::Disconnect(Disconnect::new(reason)));
+            self.send(&Packet::Disconnect(Box::new(Disconnect::new(reason))));
         }
         Closed
     }

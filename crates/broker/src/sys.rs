@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use ferrymq_codec::{PublishProperties, QoS};
+use ferrymq_codec::QoS;
 use ferrymq_session::Message;
 
 use crate::Broker;
@@ -60,7 +60,7 @@ impl Broker {
                         payload: Bytes::from(value.clone()),
                         qos: QoS::AtMostOnce,
                         retain: true,
-                        properties: PublishProperties::default(),
+                        forwarded: None,
                         expires_at: None,
                         publisher: None,
                         expires_on_arrival: false,

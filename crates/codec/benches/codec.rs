@@ -15,14 +15,15 @@
 //! `cargo bench -p ferrymq-codec -- publish/decode`.
 
 use std::hint::black_box;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use ferrymq_codec::{
-    Connect, ConnectProperties, Decoder, Packet, ProtocolVersion, PubAck, Publish,
-    PublishProperties, QoS, ReasonCode, Subscribe, SubscribeProperties, SubscriptionOptions,
-    encode,
+    Connect, ConnectProperties, Decoder, ForwardedProperties, Packet, ProtocolVersion, PubAck,
+    Publish, PublishProperties, QoS, ReasonCode, Subscribe, SubscribeProperties,
+    SubscriptionOptions, encode,
 };
 
 const MAX_PACKET_SIZE: u32 = 1 << 20;
@@ -43,14 +44,17 @@ fn version_name(protocol: ProtocolVersion) -> &'static str {
 /// content type and one user property (a trace id).
 fn publish(protocol: ProtocolVersion, qos: QoS, payload_len: usize) -> Packet {
     let properties = match protocol {
-        ProtocolVersion::V5 => PublishProperties {
-            payload_format_indicator: Some(1),
+        ProtocolVersion::V5 => Some(Box::new(PublishProperties {
             message_expiry_interval: Some(3_600),
-            content_type: Some("application/json".to_owned()),
-            user_properties: vec![("trace-id".to_owned(), "4bf92f3577b34da6".to_owned())],
+            forwarded: Some(Arc::new(ForwardedProperties {
+                payload_format_indicator: Some(1),
+                content_type: Some("application/json".to_owned()),
+                user_properties: vec![("trace-id".to_owned(), "4bf92f3577b34da6".to_owned())],
+                ..ForwardedProperties::default()
+            })),
             ..PublishProperties::default()
-        },
-        _ => PublishProperties::default(),
+        })),
+        _ => None,
     };
     Packet::Publish(Publish {
         dup: false,

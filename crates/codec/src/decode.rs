@@ -8,7 +8,7 @@
 
 use bytes::{Buf, BytesMut};
 
-use crate::properties::read_properties;
+use crate::properties::{read_boxed_properties, read_properties};
 use crate::read::Reader;
 use crate::wire::{self, packet_name, parse_var_int};
 use crate::{
@@ -203,7 +203,7 @@ fn decode_packet(
     let packet_type = header.packet_type;
     let packet = match packet_type {
         wire::CONNECT => return Err(DecodeError::SecondConnect),
-        wire::CONNACK => Packet::ConnAck(decode_connack(&mut r, protocol)?),
+        wire::CONNACK => Packet::ConnAck(Box::new(decode_connack(&mut r, protocol)?)),
         wire::PUBLISH => Packet::Publish(decode_publish(header.flags, v5, &mut r)?),
         wire::PUBACK => {
             let (packet_id, reason_code, properties) = decode_ack(packet_type, v5, &mut r)?;
@@ -238,13 +238,13 @@ fn decode_packet(
             })
         }
         wire::SUBSCRIBE => Packet::Subscribe(decode_subscribe(v5, &mut r)?),
-        wire::SUBACK => Packet::SubAck(decode_suback(v5, &mut r)?),
+        wire::SUBACK => Packet::SubAck(Box::new(decode_suback(v5, &mut r)?)),
         wire::UNSUBSCRIBE => Packet::Unsubscribe(decode_unsubscribe(v5, &mut r)?),
-        wire::UNSUBACK => Packet::UnsubAck(decode_unsuback(v5, &mut r)?),
+        wire::UNSUBACK => Packet::UnsubAck(Box::new(decode_unsuback(v5, &mut r)?)),
         wire::PINGREQ => Packet::PingReq,
         wire::PINGRESP => Packet::PingResp,
-        wire::DISCONNECT => Packet::Disconnect(decode_disconnect(v5, &mut r)?),
-        wire::AUTH if v5 => Packet::Auth(decode_auth(&mut r)?),
+        wire::DISCONNECT => Packet::Disconnect(Box::new(decode_disconnect(v5, &mut r)?)),
+        wire::AUTH if v5 => Packet::Auth(Box::new(decode_auth(&mut r)?)),
         _ => return Err(DecodeError::InvalidPacketType { packet_type }),
     };
     r.finish(packet_type)?;
@@ -478,12 +478,12 @@ fn decode_publish(flags: u8, v5: bool, r: &mut Reader) -> Result<Publish, Decode
     } else {
         Some(packet_id(r, wire::PUBLISH)?)
     };
-    let properties: PublishProperties = if v5 {
-        read_properties(r, "PUBLISH")?
+    let properties: Option<Box<PublishProperties>> = if v5 {
+        read_boxed_properties(r, "PUBLISH")?
     } else {
-        PublishProperties::default()
+        None
     };
-    if topic.is_empty() && properties.topic_alias.is_none() {
+    if topic.is_empty() && properties.as_ref().is_none_or(|p| p.topic_alias.is_none()) {
         return Err(DecodeError::MissingTopicName);
     }
     if topic.contains(['+', '#']) {

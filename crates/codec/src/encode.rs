@@ -231,7 +231,10 @@ fn publish_body<S: Sink>(publish: &Publish, v5: bool, sink: &mut S) -> Result<()
         _ => return Err(EncodeError::PacketIdMismatch),
     }
     if v5 {
-        sink.properties(&publish.properties)?;
+        match &publish.properties {
+            Some(properties) => sink.properties(properties.as_ref())?,
+            None => sink.var_int(0, "property length")?,
+        }
     }
     sink.raw(&publish.payload)
 }

@@ -162,13 +162,34 @@ pub(crate) fn read_properties<P: Properties>(
     r: &mut Reader,
     packet: &'static str,
 ) -> Result<P, DecodeError> {
+    Ok(read_block(r, packet)?.unwrap_or_default())
+}
+
+/// Like [`read_properties`], for the packets that keep their properties behind a pointer:
+/// `None` for an empty block (Property Length 0), which allocates nothing.
+pub(crate) fn read_boxed_properties<P: Properties>(
+    r: &mut Reader,
+    packet: &'static str,
+) -> Result<Option<Box<P>>, DecodeError> {
+    Ok(read_block(r, packet)?.map(Box::new))
+}
+
+/// A property block; `None` when it is empty. Every property read sets something, so a
+/// `Some` is never equal to `P::default()`.
+fn read_block<P: Properties>(
+    r: &mut Reader,
+    packet: &'static str,
+) -> Result<Option<P>, DecodeError> {
     let len = r.var_int("property length")?;
+    if len == 0 {
+        return Ok(None);
+    }
     let mut block = r.sub(len, "properties")?;
     let mut properties = P::default();
     while !block.is_empty() {
         properties.set(Property::read(&mut block)?, packet)?;
     }
-    Ok(properties)
+    Ok(Some(properties))
 }
 
 fn not_allowed(property: &Property, packet: &'static str) -> DecodeError {
@@ -473,9 +494,11 @@ impl Properties for PublishProperties {
     fn set(&mut self, property: Property, packet: &'static str) -> Result<(), DecodeError> {
         use Property::*;
         match property {
-            Byte(id @ PAYLOAD_FORMAT_INDICATOR, v) => {
-                once(&mut self.payload_format_indicator, zero_or_one(v, id)?, id)
-            }
+            Byte(id @ PAYLOAD_FORMAT_INDICATOR, v) => once(
+                &mut self.forwarded_mut().payload_format_indicator,
+                zero_or_one(v, id)?,
+                id,
+            ),
             U32(id @ MESSAGE_EXPIRY_INTERVAL, v) => once(&mut self.message_expiry_interval, v, id),
             U16(id @ TOPIC_ALIAS, v) => {
                 if v == 0 {
@@ -483,10 +506,12 @@ impl Properties for PublishProperties {
                 }
                 once(&mut self.topic_alias, v, id)
             }
-            Text(id @ RESPONSE_TOPIC, v) => once(&mut self.response_topic, v, id),
-            Binary(id @ CORRELATION_DATA, v) => once(&mut self.correlation_data, v, id),
+            Text(id @ RESPONSE_TOPIC, v) => once(&mut self.forwarded_mut().response_topic, v, id),
+            Binary(id @ CORRELATION_DATA, v) => {
+                once(&mut self.forwarded_mut().correlation_data, v, id)
+            }
             User(name, value) => {
-                self.user_properties.push((name, value));
+                self.forwarded_mut().user_properties.push((name, value));
                 Ok(())
             }
             // The one property PUBLISH may repeat: one per matching subscription.
@@ -494,26 +519,43 @@ impl Properties for PublishProperties {
                 self.subscription_identifiers.push(non_zero_u32(v, id)?);
                 Ok(())
             }
-            Text(id @ CONTENT_TYPE, v) => once(&mut self.content_type, v, id),
+            Text(id @ CONTENT_TYPE, v) => once(&mut self.forwarded_mut().content_type, v, id),
             other => Err(not_allowed(&other, packet)),
         }
     }
 
     fn encode<S: Sink>(&self, sink: &mut S) -> Result<(), EncodeError> {
+        // In identifier order, the per-hop and the forwarded properties interleaved.
+        let forwarded = self.forwarded.as_deref();
         put_u8(
             sink,
             PAYLOAD_FORMAT_INDICATOR,
-            self.payload_format_indicator,
+            forwarded.and_then(|f| f.payload_format_indicator),
         )?;
         put_u32(sink, MESSAGE_EXPIRY_INTERVAL, self.message_expiry_interval)?;
-        put_str(sink, CONTENT_TYPE, self.content_type.as_ref())?;
-        put_str(sink, RESPONSE_TOPIC, self.response_topic.as_ref())?;
-        put_bin(sink, CORRELATION_DATA, self.correlation_data.as_ref())?;
+        put_str(
+            sink,
+            CONTENT_TYPE,
+            forwarded.and_then(|f| f.content_type.as_ref()),
+        )?;
+        put_str(
+            sink,
+            RESPONSE_TOPIC,
+            forwarded.and_then(|f| f.response_topic.as_ref()),
+        )?;
+        put_bin(
+            sink,
+            CORRELATION_DATA,
+            forwarded.and_then(|f| f.correlation_data.as_ref()),
+        )?;
         for id in &self.subscription_identifiers {
             put_var_int(sink, SUBSCRIPTION_IDENTIFIER, *id)?;
         }
         put_u16(sink, TOPIC_ALIAS, self.topic_alias)?;
-        put_users(sink, &self.user_properties)
+        put_users(
+            sink,
+            forwarded.map_or(&[][..], |f| f.user_properties.as_slice()),
+        )
     }
 }
 

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use ferrymq_codec::{Packet, ProtocolVersion, PublishProperties, QoS, encode};
+use ferrymq_codec::{ForwardedProperties, Packet, ProtocolVersion, QoS, encode};
 use ferrymq_session::{
     ConnectionState, Delivery, Enqueue, Message, QueueLimits, SessionState, Transmitted,
 };
@@ -63,21 +63,20 @@ fn version_name(protocol: ProtocolVersion) -> &'static str {
 /// A routed message; for v5 with the properties a v5 publisher typically sets.
 fn message(protocol: ProtocolVersion, qos: QoS, now: Instant) -> Arc<Message> {
     let v5 = protocol.is_v5();
-    let properties = match v5 {
-        true => PublishProperties {
+    let forwarded = v5.then(|| {
+        Arc::new(ForwardedProperties {
             payload_format_indicator: Some(1),
             content_type: Some("application/json".to_owned()),
             user_properties: vec![("trace-id".to_owned(), "4bf92f3577b34da6".to_owned())],
-            ..PublishProperties::default()
-        },
-        false => PublishProperties::default(),
-    };
+            ..ForwardedProperties::default()
+        })
+    });
     Arc::new(Message {
         topic: Arc::from("devices/sensor-000042/temperature/telemetry"),
         payload: Bytes::from(vec![b'x'; PAYLOAD]),
         qos,
         retain: false,
-        properties,
+        forwarded,
         expires_at: v5.then(|| now + Duration::from_secs(3_600)),
         publisher: Some(Arc::from("sensor-000042")),
         expires_on_arrival: false,

@@ -85,7 +85,11 @@ impl ConnectionState {
         &mut self,
         publish: &mut Publish,
     ) -> Result<(), InboundTopicError> {
-        let Some(alias) = publish.properties.topic_alias.take() else {
+        let alias = publish
+            .properties
+            .as_mut()
+            .and_then(|p| p.topic_alias.take());
+        let Some(alias) = alias else {
             return match publish.topic.is_empty() {
                 true => Err(InboundTopicError::EmptyTopic),
                 false => Ok(()),
@@ -113,6 +117,10 @@ impl ConnectionState {
     /// Builds the PUBLISH for a delivery: packet id, DUP, remaining expiry, subscription
     /// identifiers and (v5, when the client allows aliases) a topic alias. Returns `None` when
     /// the packet would exceed the client's Maximum Packet Size [MQTT-3.1.2-25].
+    ///
+    /// The message's forwarded properties are shared, not copied: a v5 delivery allocates
+    /// its per-delivery properties only when it has some (an expiry, a subscription
+    /// identifier, an alias) or the message has forwarded ones.
     pub fn build_publish(
         &mut self,
         delivery: &Delivery,
@@ -124,12 +132,15 @@ impl ConnectionState {
         let v5 = self.protocol.is_v5();
         let properties = match v5 {
             true => {
-                let mut props = message.properties.clone();
-                props.message_expiry_interval = message.remaining_expiry(now);
-                props.subscription_identifiers = delivery.subscription_ids.clone();
-                props
+                let properties = PublishProperties {
+                    message_expiry_interval: message.remaining_expiry(now),
+                    topic_alias: None,
+                    subscription_identifiers: delivery.subscription_ids.clone(),
+                    forwarded: message.forwarded.clone(),
+                };
+                (!properties.is_empty()).then(|| Box::new(properties))
             }
-            false => PublishProperties::default(),
+            false => None,
         };
         let mut publish = Publish {
             dup,
@@ -167,7 +178,7 @@ impl ConnectionState {
         let outbound = &mut self.aliases.get_or_insert_default().outbound;
         if let Some(&alias) = outbound.get(topic) {
             publish.topic.clear();
-            publish.properties.topic_alias = Some(alias);
+            publish.properties.get_or_insert_default().topic_alias = Some(alias);
             return false;
         }
         let next = outbound.len() + 1;
@@ -175,7 +186,7 @@ impl ConnectionState {
             Ok(alias) if alias <= maximum => {
                 // First use of this alias: topic and alias go together so the client learns it.
                 outbound.insert(topic.clone(), alias);
-                publish.properties.topic_alias = Some(alias);
+                publish.properties.get_or_insert_default().topic_alias = Some(alias);
                 true
             }
             _ => false,

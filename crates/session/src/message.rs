@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use ferrymq_codec::{LastWill, Publish, PublishProperties, QoS};
+use ferrymq_codec::{ForwardedProperties, LastWill, Publish, QoS};
 
 /// An application message after it was received: shared by every subscriber it is routed to
 /// (one allocation per publish, whatever the fan-out).
@@ -15,9 +15,11 @@ pub struct Message {
     /// QoS the publisher used; a delivery never exceeds it.
     pub qos: QoS,
     pub retain: bool,
-    /// Forwarded properties. Topic Alias and Subscription Identifiers are per delivery and
-    /// kept empty here; Message Expiry Interval is recomputed from `expires_at` on each send.
-    pub properties: PublishProperties,
+    /// The v5 properties every subscriber gets unaltered; `None` when the publisher set none.
+    /// Each delivery's PUBLISH shares them (no copy of their strings); what differs per
+    /// delivery (Topic Alias, Subscription Identifiers, the Message Expiry Interval left,
+    /// from `expires_at`) is added when the PUBLISH is built.
+    pub forwarded: Option<Arc<ForwardedProperties>>,
     /// Absolute deadline from the Message Expiry Interval [MQTT-3.3.2-5].
     pub expires_at: Option<Instant>,
     /// Client id of the publisher, for No Local [MQTT-3.8.3-3].
@@ -29,17 +31,19 @@ pub struct Message {
 
 impl Message {
     /// Builds the routed message from a received PUBLISH whose topic alias was already resolved.
+    /// Its Topic Alias and Subscription Identifiers were for this hop only and are dropped.
     pub fn from_publish(publish: Publish, now: Instant, publisher: Option<Arc<str>>) -> Message {
-        let mut properties = publish.properties;
-        properties.topic_alias = None;
-        properties.subscription_identifiers.clear();
-        let (expires_at, expires_on_arrival) = expiry(&mut properties.message_expiry_interval, now);
+        let (interval, forwarded) = match publish.properties {
+            Some(properties) => (properties.message_expiry_interval, properties.forwarded),
+            None => (None, None),
+        };
+        let (expires_at, expires_on_arrival) = expiry(interval, now);
         Message {
             topic: Arc::from(publish.topic),
             payload: publish.payload,
             qos: publish.qos,
             retain: publish.retain,
-            properties,
+            forwarded,
             expires_at,
             publisher,
             expires_on_arrival,
@@ -49,23 +53,20 @@ impl Message {
     /// The message a will turns into when it is published.
     pub fn from_will(will: LastWill, now: Instant, publisher: Option<Arc<str>>) -> Message {
         let props = will.properties;
-        let mut properties = PublishProperties {
+        let forwarded = ForwardedProperties {
             payload_format_indicator: props.payload_format_indicator,
-            message_expiry_interval: props.message_expiry_interval,
-            topic_alias: None,
+            content_type: props.content_type,
             response_topic: props.response_topic,
             correlation_data: props.correlation_data,
             user_properties: props.user_properties,
-            subscription_identifiers: Vec::new(),
-            content_type: props.content_type,
         };
-        let (expires_at, expires_on_arrival) = expiry(&mut properties.message_expiry_interval, now);
+        let (expires_at, expires_on_arrival) = expiry(props.message_expiry_interval, now);
         Message {
             topic: Arc::from(will.topic),
             payload: will.payload,
             qos: will.qos,
             retain: will.retain,
-            properties,
+            forwarded: (forwarded != ForwardedProperties::default()).then(|| Arc::new(forwarded)),
             expires_at,
             publisher,
             expires_on_arrival,
@@ -89,30 +90,30 @@ impl Message {
 
     /// Bytes this message accounts for in a queue: payload, topic and variable properties.
     pub fn weight(&self) -> usize {
-        let props = &self.properties;
-        let user: usize = props
-            .user_properties
-            .iter()
-            .map(|(k, v)| k.len() + v.len())
-            .sum();
         self.payload.len()
             + self.topic.len()
-            + user
-            + props.response_topic.as_ref().map_or(0, String::len)
-            + props.correlation_data.as_ref().map_or(0, Bytes::len)
-            + props.content_type.as_ref().map_or(0, String::len)
+            + self.forwarded.as_deref().map_or(0, forwarded_weight)
     }
 }
 
+/// Bytes of the variable-length forwarded properties.
+fn forwarded_weight(props: &ForwardedProperties) -> usize {
+    let user: usize = props
+        .user_properties
+        .iter()
+        .map(|(k, v)| k.len() + v.len())
+        .sum();
+    user + props.response_topic.as_ref().map_or(0, String::len)
+        + props.correlation_data.as_ref().map_or(0, Bytes::len)
+        + props.content_type.as_ref().map_or(0, String::len)
+}
+
 /// The absolute expiry of a message with this Message Expiry Interval, and whether it expires
-/// on arrival (interval 0: the property is then not forwarded, as nothing remains of it).
-fn expiry(interval: &mut Option<u32>, now: Instant) -> (Option<Instant>, bool) {
-    match *interval {
+/// on arrival (interval 0: nothing remains of it to forward, so it has no deadline either).
+fn expiry(interval: Option<u32>, now: Instant) -> (Option<Instant>, bool) {
+    match interval {
         None => (None, false),
-        Some(0) => {
-            *interval = None;
-            (None, true)
-        }
+        Some(0) => (None, true),
         Some(secs) => (Some(now + Duration::from_secs(u64::from(secs))), false),
     }
 }

@@ -6,9 +6,10 @@
 
 use bytes::Bytes;
 use ferrymq_codec::{
-    Connect, ConnectProperties, Disconnect, LastWill, Packet, PacketId, ProtocolVersion, PubAck,
-    PubComp, PubRec, PubRel, Publish, PublishProperties, QoS, ReasonCode, RetainHandling,
-    Subscribe, SubscribeProperties, SubscriptionOptions, Unsubscribe, WillProperties,
+    Connect, ConnectProperties, Disconnect, ForwardedProperties, LastWill, Packet, PacketId,
+    ProtocolVersion, PubAck, PubComp, PubRec, PubRel, Publish, PublishProperties, QoS, ReasonCode,
+    RetainHandling, Subscribe, SubscribeProperties, SubscriptionOptions, Unsubscribe,
+    WillProperties,
 };
 
 /// Builds a CONNECT; see [`connect`].
@@ -155,7 +156,7 @@ pub fn publish(topic: &str, payload: impl AsRef<[u8]>) -> PublishBuilder {
             retain: false,
             topic: topic.to_owned(),
             packet_id: None,
-            properties: PublishProperties::default(),
+            properties: None,
             payload: Bytes::copy_from_slice(payload.as_ref()),
         },
     }
@@ -191,25 +192,53 @@ impl PublishBuilder {
 
     /// v5 Message Expiry Interval, seconds.
     pub fn expiry(mut self, secs: u32) -> Self {
-        self.publish.properties.message_expiry_interval = Some(secs);
+        self.publish
+            .properties
+            .get_or_insert_default()
+            .message_expiry_interval = Some(secs);
         self
     }
 
     /// v5 Topic Alias. Combine with an empty topic (`publish("", …)`) to use an alias.
     pub fn alias(mut self, alias: u16) -> Self {
-        self.publish.properties.topic_alias = Some(alias);
+        self.publish.properties.get_or_insert_default().topic_alias = Some(alias);
         self
     }
 
-    /// Direct access to the properties.
+    /// Direct access to the properties (created empty if there are none yet).
     pub fn properties(mut self, f: impl FnOnce(&mut PublishProperties)) -> Self {
-        f(&mut self.publish.properties);
+        f(self.publish.properties.get_or_insert_default());
+        self
+    }
+
+    /// Direct access to the properties the broker forwards unaltered (User Properties,
+    /// Response Topic, Correlation Data, Content Type, Payload Format Indicator).
+    pub fn forwarded(mut self, f: impl FnOnce(&mut ForwardedProperties)) -> Self {
+        f(self
+            .publish
+            .properties
+            .get_or_insert_default()
+            .forwarded_mut());
         self
     }
 
     pub fn build(self) -> Publish {
         self.publish
     }
+}
+
+/// A copy of the properties of a received PUBLISH; empty ones when it carries none.
+pub fn properties_of(publish: &Publish) -> PublishProperties {
+    publish.properties.as_deref().cloned().unwrap_or_default()
+}
+
+/// A copy of the forwarded properties of a received PUBLISH; empty ones when it carries none.
+pub fn forwarded_of(publish: &Publish) -> ForwardedProperties {
+    let forwarded = publish
+        .properties
+        .as_ref()
+        .and_then(|p| p.forwarded.as_deref());
+    forwarded.cloned().unwrap_or_default()
 }
 
 impl From<PublishBuilder> for Publish {
@@ -332,5 +361,5 @@ pub fn pubcomp(id: PacketId) -> Packet {
 
 /// DISCONNECT with `reason` (only v5 encodes the reason).
 pub fn disconnect(reason: ReasonCode) -> Packet {
-    Packet::Disconnect(Disconnect::new(reason))
+    Packet::Disconnect(Box::new(Disconnect::new(reason)))
 }

@@ -60,11 +60,11 @@ pub struct RawClient {
 }
 
 macro_rules! expect_variant {
-    ($(#[$doc:meta])* $name:ident, $variant:ident, $ty:ty) => {
+    (@impl $(#[$doc:meta])* $name:ident, $variant:ident, $ty:ty, |$packet:ident| $unwrap:expr) => {
         $(#[$doc])*
         pub async fn $name(&mut self, timeout: Duration) -> $ty {
             match self.expect_packet(timeout).await {
-                Packet::$variant(packet) => packet,
+                Packet::$variant($packet) => $unwrap,
                 other => panic!(
                     "[{}] expected {}, got {other:?}",
                     self.label,
@@ -72,6 +72,13 @@ macro_rules! expect_variant {
                 ),
             }
         }
+    };
+    // The variants `Packet` keeps boxed are handed out unboxed.
+    ($(#[$doc:meta])* $name:ident, boxed $variant:ident, $ty:ty) => {
+        expect_variant!(@impl $(#[$doc])* $name, $variant, $ty, |packet| *packet);
+    };
+    ($(#[$doc:meta])* $name:ident, $variant:ident, $ty:ty) => {
+        expect_variant!(@impl $(#[$doc])* $name, $variant, $ty, |packet| packet);
     };
 }
 
@@ -297,7 +304,7 @@ impl RawClient {
 
     expect_variant!(
         /// Asserts that the next packet is a CONNACK.
-        expect_connack, ConnAck, ConnAck
+        expect_connack, boxed ConnAck, ConnAck
     );
     expect_variant!(
         /// Asserts that the next packet is a PUBLISH.
@@ -321,15 +328,15 @@ impl RawClient {
     );
     expect_variant!(
         /// Asserts that the next packet is a SUBACK.
-        expect_suback, SubAck, SubAck
+        expect_suback, boxed SubAck, SubAck
     );
     expect_variant!(
         /// Asserts that the next packet is an UNSUBACK.
-        expect_unsuback, UnsubAck, UnsubAck
+        expect_unsuback, boxed UnsubAck, UnsubAck
     );
     expect_variant!(
         /// Asserts that the next packet is a DISCONNECT.
-        expect_disconnect, Disconnect, Disconnect
+        expect_disconnect, boxed Disconnect, Disconnect
     );
 
     /// Asserts that the next packet is a PINGRESP.
@@ -421,7 +428,7 @@ impl RawClient {
             )
             .await
         {
-            Packet::SubAck(suback) => suback,
+            Packet::SubAck(suback) => *suback,
             other => unreachable!("matched {other:?}"),
         }
     }
@@ -505,8 +512,10 @@ impl RawClient {
 
     /// Sends a normal DISCONNECT and waits for the broker to close the connection.
     pub async fn disconnect(mut self) {
-        self.send(Packet::Disconnect(Disconnect::new(ReasonCode::Success)))
-            .await;
+        self.send(Packet::Disconnect(Box::new(Disconnect::new(
+            ReasonCode::Success,
+        ))))
+        .await;
         self.expect_closed(WAIT).await;
     }
 

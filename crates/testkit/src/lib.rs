@@ -24,8 +24,8 @@ use std::time::Duration;
 
 pub use broker::{TestBroker, TestBrokerBuilder};
 pub use builders::{
-    ConnectBuilder, PublishBuilder, SubscribeBuilder, connect, disconnect, options, puback,
-    pubcomp, publish, pubrec, pubrel, subscribe, unsubscribe,
+    ConnectBuilder, PublishBuilder, SubscribeBuilder, connect, disconnect, forwarded_of, options,
+    properties_of, puback, pubcomp, publish, pubrec, pubrel, subscribe, unsubscribe,
 };
 pub use checks::assert_pubsub_works;
 pub use client::{Event, RawClient};

@@ -345,9 +345,9 @@ async fn v5_keep_alive_timeout_disconnects_with_0x8d() {
     let event = client.next_event(Duration::from_secs(4)).await;
     assert_eq!(
         event,
-        ferrymq_testkit::Event::Packet(Packet::Disconnect(
+        ferrymq_testkit::Event::Packet(Packet::Disconnect(Box::new(
             ferrymq_testkit::codec::Disconnect::new(ReasonCode::KeepAliveTimeout)
-        ))
+        )))
     );
     assert_eq!(client.last_raw(), [0xE0, 0x01, 0x8D]);
     client.expect_closed(WAIT).await;

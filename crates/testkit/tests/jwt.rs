@@ -87,14 +87,14 @@ fn jwt_method_connect(id: &str, token: &str) -> ferrymq_testkit::ConnectBuilder 
 }
 
 fn reauth(token: &str, method: &str) -> Packet {
-    Packet::Auth(Auth {
+    Packet::Auth(Box::new(Auth {
         reason_code: ReasonCode::ReAuthenticate,
         properties: AuthProperties {
             authentication_method: Some(method.to_owned()),
             authentication_data: Some(Bytes::from(token.to_owned())),
             ..AuthProperties::default()
         },
-    })
+    }))
 }
 
 #[tokio::test]

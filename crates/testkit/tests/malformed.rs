@@ -111,7 +111,7 @@ async fn v5_response_topic_with_wildcards_is_a_protocol_error() {
     sub.subscribe(subscribe(1, "t", QoS::AtMostOnce)).await;
     let (mut client, _) = RawClient::connect_ok(broker.addr(), connect(V5, "c")).await;
     client
-        .send(publish("t", "x").properties(|p| p.response_topic = Some("reply/#".into())))
+        .send(publish("t", "x").forwarded(|p| p.response_topic = Some("reply/#".into())))
         .await;
     client.expect_disconnect_and_close(ProtocolError).await;
     sub.expect_nothing(QUIET).await;

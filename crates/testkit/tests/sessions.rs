@@ -169,13 +169,13 @@ async fn v5_disconnect_can_end_the_session() {
     let persistent = || connect(V5, "ender").clean_start(false).session_expiry(300);
     let (mut client, _) = RawClient::connect_ok(broker.addr(), persistent()).await;
     client
-        .send(Packet::Disconnect(Disconnect {
+        .send(Packet::Disconnect(Box::new(Disconnect {
             reason_code: ReasonCode::Success,
             properties: DisconnectProperties {
                 session_expiry_interval: Some(0),
                 ..DisconnectProperties::default()
             },
-        }))
+        })))
         .await;
     client.expect_closed(WAIT).await;
     let (_client, connack) = RawClient::connect_ok(broker.addr(), persistent()).await;
@@ -188,13 +188,13 @@ async fn v5_disconnect_cannot_raise_a_zero_expiry() {
     let broker = TestBroker::start().await;
     let (mut client, _) = RawClient::connect_ok(broker.addr(), connect(V5, "raiser")).await;
     client
-        .send(Packet::Disconnect(Disconnect {
+        .send(Packet::Disconnect(Box::new(Disconnect {
             reason_code: ReasonCode::Success,
             properties: DisconnectProperties {
                 session_expiry_interval: Some(60),
                 ..DisconnectProperties::default()
             },
-        }))
+        })))
         .await;
     client
         .expect_disconnect_and_close(ReasonCode::ProtocolError)

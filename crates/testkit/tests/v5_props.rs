@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use ferrymq_testkit::codec::{ProtocolVersion, QoS, ReasonCode, RetainHandling};
-use ferrymq_testkit::{QUIET, RawClient, TestBroker, WAIT, connect, options, publish, subscribe};
+use ferrymq_testkit::{
+    QUIET, RawClient, TestBroker, WAIT, connect, forwarded_of, options, properties_of, publish,
+    subscribe,
+};
 
 use ProtocolVersion::V5;
 
@@ -32,8 +35,7 @@ async fn message_expiry_drops_and_decrements_queued_messages() {
     assert!(connack.session_present);
     let long = sub.expect_publish(WAIT).await;
     assert_eq!(long.topic, "exp/long");
-    let left = long
-        .properties
+    let left = properties_of(&long)
         .message_expiry_interval
         .expect("expiry is forwarded");
     assert!(
@@ -43,7 +45,7 @@ async fn message_expiry_drops_and_decrements_queued_messages() {
     sub.ack(&long).await;
     let none = sub.expect_publish(WAIT).await;
     assert_eq!(none.topic, "exp/none");
-    assert_eq!(none.properties.message_expiry_interval, None);
+    assert_eq!(none.properties, None);
     sub.ack(&none).await;
     sub.expect_nothing(QUIET).await;
     assert_eq!(broker.metric("messages_dropped_expired"), 1);
@@ -64,7 +66,7 @@ async fn expired_retained_message_is_not_delivered() {
     sub.subscribe(subscribe(1, "rexp/#", QoS::AtMostOnce)).await;
     let got = sub.expect_publish(WAIT).await;
     assert_eq!(got.topic, "rexp/long");
-    let left = got.properties.message_expiry_interval.unwrap();
+    let left = properties_of(&got).message_expiry_interval.unwrap();
     assert!((1..=99).contains(&left), "decremented, got {left}");
     sub.expect_nothing(QUIET).await;
 }
@@ -91,7 +93,7 @@ async fn overlapping_subscriptions_deliver_one_copy_with_all_identifiers() {
     assert_eq!(copies.len(), 1, "one copy: {copies:?}");
     let copy = &copies[0];
     assert_eq!(copy.qos, QoS::ExactlyOnce);
-    let mut ids = copy.properties.subscription_identifiers.clone();
+    let mut ids = properties_of(copy).subscription_identifiers;
     ids.sort_unstable();
     assert_eq!(ids, [11, 22]);
 }
@@ -107,7 +109,7 @@ async fn subscription_identifier_is_sent_with_retained_messages() {
     sub.subscribe(subscribe(1, "sid/#", QoS::AtMostOnce).identifier(268_435_455))
         .await;
     let got = sub.expect_publish(WAIT).await;
-    assert_eq!(got.properties.subscription_identifiers, [268_435_455]);
+    assert_eq!(properties_of(&got).subscription_identifiers, [268_435_455]);
 }
 
 /// No Local: a client's own messages are not sent back to its No Local subscription
@@ -226,7 +228,7 @@ async fn request_response_and_user_properties_are_forwarded() {
         ("a".to_owned(), "1".to_owned()),
         ("a".to_owned(), "0".to_owned()),
     ];
-    let request = publish("req", "ping").qos1(1).properties(|p| {
+    let request = publish("req", "ping").qos1(1).forwarded(|p| {
         p.response_topic = Some("resp/requester".into());
         p.correlation_data = Some(Bytes::from_static(&[0, 1, 2, 0xFF]));
         p.content_type = Some("text/plain".into());
@@ -236,7 +238,7 @@ async fn request_response_and_user_properties_are_forwarded() {
     requester.publish_acked(request).await;
     let got = responder.expect_publish(WAIT).await;
     responder.ack(&got).await;
-    let props = &got.properties;
+    let props = forwarded_of(&got);
     assert_eq!(props.response_topic.as_deref(), Some("resp/requester"));
     assert_eq!(
         props.correlation_data.as_deref(),
@@ -248,12 +250,12 @@ async fn request_response_and_user_properties_are_forwarded() {
 
     let reply = publish(props.response_topic.as_deref().unwrap(), "pong")
         .qos1(1)
-        .properties(|p| p.correlation_data = props.correlation_data.clone());
+        .forwarded(|p| p.correlation_data = props.correlation_data.clone());
     responder.publish_acked(reply).await;
     let answer = requester.expect_publish(WAIT).await;
     assert_eq!(answer.payload.as_ref(), b"pong");
     assert_eq!(
-        answer.properties.correlation_data.as_deref(),
+        forwarded_of(&answer).correlation_data.as_deref(),
         Some(&[0, 1, 2, 0xFF][..])
     );
 }
@@ -393,7 +395,7 @@ async fn message_expiry_zero_reaches_only_connected_subscribers() {
 
     let now = online.expect_publish(WAIT).await;
     assert_eq!(now.payload, Bytes::from_static(b"now"));
-    assert_eq!(now.properties.message_expiry_interval, None);
+    assert_eq!(now.properties, None);
     online.ack(&now).await;
 
     let (mut away, connack) = RawClient::connect_ok(broker.addr(), persistent()).await;

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use ferrymq_testkit::codec::{ProtocolVersion, QoS, ReasonCode};
 use ferrymq_testkit::{
-    ConnectBuilder, QUIET, RawClient, TestBroker, WAIT, connect, disconnect, publish, subscribe,
+    ConnectBuilder, QUIET, RawClient, TestBroker, WAIT, connect, disconnect, forwarded_of, publish,
+    subscribe,
 };
 
 use ProtocolVersion::{V3_1, V3_1_1, V5};
@@ -151,7 +152,7 @@ async fn will_properties_retain_and_qos_are_kept() {
     assert!(will.retain);
     assert_eq!(will.qos, QoS::ExactlyOnce);
     assert_eq!(will.payload.as_ref(), b"{}");
-    let props = &will.properties;
+    let props = forwarded_of(&will);
     assert_eq!(props.content_type.as_deref(), Some("application/json"));
     assert_eq!(props.user_properties, [("k".to_owned(), "v".to_owned())]);
     assert_eq!(props.response_topic.as_deref(), Some("reply/here"));

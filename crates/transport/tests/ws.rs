@@ -238,8 +238,8 @@ async fn mqtt_packets_split_across_frames_and_batched_in_one() {
     }
     // DISCONNECT: the server ends with close code 1000.
     client
-        .send(&[Packet::Disconnect(ferrymq_codec::Disconnect::new(
-            ferrymq_codec::ReasonCode::Success,
+        .send(&[Packet::Disconnect(Box::new(
+            ferrymq_codec::Disconnect::new(ferrymq_codec::ReasonCode::Success),
         ))])
         .await;
     assert_eq!(client.close_code().await, 1000);

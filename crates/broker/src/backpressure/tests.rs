@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use ferrymq_auth::{AuthConfig, Authenticator};
-use ferrymq_codec::{ProtocolVersion, PublishProperties, QoS};
+use ferrymq_codec::{ProtocolVersion, QoS};
 use ferrymq_session::{ConnectionState, Delivery, Message};
 
 use super::{Publisher, Settled};
@@ -38,7 +38,7 @@ fn delivery(payload: &'static str, qos: QoS) -> Delivery {
             payload: Bytes::from_static(payload.as_bytes()),
             qos,
             retain: false,
-            properties: PublishProperties::default(),
+            forwarded: None,
             expires_at: None,
             publisher: None,
             expires_on_arrival: false,

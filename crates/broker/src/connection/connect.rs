@@ -198,11 +198,11 @@ impl Connection {
                 ..ConnAckProperties::default()
             },
         };
-        self.send(&Packet::ConnAck(ConnAck {
+        self.send(&Packet::ConnAck(Box::new(ConnAck {
             session_present: attached.session_present,
             reason_code: ReasonCode::Success,
             properties,
-        }));
+        })));
         tracing::info!(
             peer = %self.peer,
             client_id = %client_id,

@@ -39,13 +39,16 @@ impl Connection {
                 ),
             });
         }
-        if !publish.properties.subscription_identifiers.is_empty() {
+        let properties = publish.properties.as_deref();
+        if properties.is_some_and(|p| !p.subscription_identifiers.is_empty()) {
             return Err(self.violation(
                 ReasonCode::ProtocolError,
                 "client PUBLISH with a Subscription Identifier [MQTT-3.3.4-6]",
             ));
         }
-        if let Some(response) = &publish.properties.response_topic
+        if let Some(response) = properties
+            .and_then(|p| p.forwarded.as_deref())
+            .and_then(|f| f.response_topic.as_ref())
             && validate_topic_name(response, &broker.topic_limits).is_err()
         {
             return Err(self.violation(

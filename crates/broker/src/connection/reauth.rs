@@ -80,13 +80,13 @@ impl Connection {
             e.permissions = permissions;
         }
         tracing::info!(peer = %self.peer, client_id = %session.client_id, "client re-authenticated");
-        self.send(&Packet::Auth(Auth {
+        self.send(&Packet::Auth(Box::new(Auth {
             reason_code: ReasonCode::Success,
             properties: AuthProperties {
                 authentication_method: Some(JWT_METHOD.to_owned()),
                 ..AuthProperties::default()
             },
-        }));
+        })));
         Ok(())
     }
 }

@@ -29,7 +29,7 @@ pub(crate) fn publish(
         retain: false,
         topic: topic.to_owned(),
         packet_id,
-        properties: PublishProperties::default(),
+        properties: None,
         payload: Bytes::from_static(payload),
     }
 }

@@ -10,8 +10,9 @@ use crate::common::{connect, encode_one, hex, publish, user};
 #[test]
 fn v3_drops_properties_and_ack_reason_codes() {
     let mut packet = publish("t", QoS::AtLeastOnce, Some(1), b"x");
-    packet.properties.message_expiry_interval = Some(5);
-    packet.properties.user_properties = vec![user("a", "b")];
+    let properties = packet.properties.get_or_insert_default();
+    properties.message_expiry_interval = Some(5);
+    properties.forwarded_mut().user_properties = vec![user("a", "b")];
     assert_eq!(
         hex(&encode_one(&Packet::Publish(packet), V3_1_1).unwrap()),
         "32 06 00 01 74 00 01 78"
@@ -27,14 +28,14 @@ fn v3_drops_properties_and_ack_reason_codes() {
     });
     assert_eq!(hex(&encode_one(&puback, V3_1_1).unwrap()), "40 02 00 07");
 
-    let disconnect = Packet::Disconnect(Disconnect::new(ReasonCode::ServerShuttingDown));
+    let disconnect = Packet::Disconnect(Box::new(Disconnect::new(ReasonCode::ServerShuttingDown)));
     assert_eq!(hex(&encode_one(&disconnect, V3_1).unwrap()), "e0 00");
 
-    let unsuback = Packet::UnsubAck(UnsubAck {
+    let unsuback = Packet::UnsubAck(Box::new(UnsubAck {
         packet_id: 3,
         reason_codes: vec![ReasonCode::NoSubscriptionExisted],
         properties: AckProperties::default(),
-    });
+    }));
     assert_eq!(hex(&encode_one(&unsuback, V3_1_1).unwrap()), "b0 02 00 03");
 
     let subscribe = Packet::Subscribe(Subscribe {
@@ -62,11 +63,11 @@ fn v3_drops_properties_and_ack_reason_codes() {
 #[test]
 fn v3_maps_connack_and_suback_codes() {
     let connack = |reason_code| {
-        Packet::ConnAck(ConnAck {
+        Packet::ConnAck(Box::new(ConnAck {
             session_present: true,
             reason_code,
             properties: ConnAckProperties::default(),
-        })
+        }))
     };
     let table = [
         (ReasonCode::Success, "20 02 01 00"),
@@ -90,7 +91,7 @@ fn v3_maps_connack_and_suback_codes() {
         "20 02 00 00"
     );
 
-    let suback = Packet::SubAck(SubAck {
+    let suback = Packet::SubAck(Box::new(SubAck {
         packet_id: 1,
         reason_codes: vec![
             ReasonCode::GrantedQoS2,
@@ -102,7 +103,7 @@ fn v3_maps_connack_and_suback_codes() {
             reason_string: Some("r".into()),
             user_properties: vec![],
         },
-    });
+    }));
     assert_eq!(
         hex(&encode_one(&suback, V3_1_1).unwrap()),
         "90 06 00 01 02 80 00 80"
@@ -111,10 +112,10 @@ fn v3_maps_connack_and_suback_codes() {
 
 #[test]
 fn unrepresentable_packets_are_refused() {
-    let auth = Packet::Auth(Auth {
+    let auth = Packet::Auth(Box::new(Auth {
         reason_code: ReasonCode::Success,
         properties: AuthProperties::default(),
-    });
+    }));
     for protocol in [V3_1, V3_1_1] {
         assert_eq!(
             encode_one(&auth, protocol),
@@ -135,7 +136,11 @@ fn unrepresentable_packets_are_refused() {
         })
     );
     let mut with_long_user = publish("t", QoS::AtMostOnce, None, b"");
-    with_long_user.properties.user_properties = vec![user("k", &long)];
+    with_long_user
+        .properties
+        .get_or_insert_default()
+        .forwarded_mut()
+        .user_properties = vec![user("k", &long)];
     assert_eq!(
         encoded_len(&Packet::Publish(with_long_user.clone()), V5),
         Err(EncodeError::StringTooLong {
@@ -163,7 +168,10 @@ fn unrepresentable_packets_are_refused() {
     );
 
     let mut big_id = publish("t", QoS::AtMostOnce, None, b"");
-    big_id.properties.subscription_identifiers = vec![268_435_456];
+    big_id
+        .properties
+        .get_or_insert_default()
+        .subscription_identifiers = vec![268_435_456];
     assert_eq!(
         encoded_len(&Packet::Publish(big_id), V5),
         Err(EncodeError::VarIntTooLarge {

@@ -2,6 +2,8 @@
 //! `encoded_len` equal to the bytes written, also when a stream of them arrives in random
 //! chunks; arbitrary and mutated bytes never make the decoder panic.
 
+use std::sync::Arc;
+
 use bytes::{Bytes, BytesMut};
 use ferrymq_codec::ProtocolVersion::{V3_1, V3_1_1, V5};
 use ferrymq_codec::*;
@@ -255,6 +257,7 @@ fn connack(protocol: ProtocolVersion) -> BoxedStrategy<ConnAck> {
         .boxed()
 }
 
+/// The decoder gives `None` for an empty part, so the strategy never builds an empty one.
 fn publish(v5: bool) -> BoxedStrategy<Publish> {
     let properties = if v5 {
         (
@@ -269,21 +272,26 @@ fn publish(v5: bool) -> BoxedStrategy<Publish> {
         )
             .prop_map(
                 |(format, expiry, alias, response, correlation, users, ids, content)| {
-                    PublishProperties {
+                    let forwarded = ForwardedProperties {
                         payload_format_indicator: format,
-                        message_expiry_interval: expiry,
-                        topic_alias: alias,
+                        content_type: content,
                         response_topic: response,
                         correlation_data: correlation,
                         user_properties: users,
+                    };
+                    let properties = PublishProperties {
+                        message_expiry_interval: expiry,
+                        topic_alias: alias,
                         subscription_identifiers: ids,
-                        content_type: content,
-                    }
+                        forwarded: (forwarded != ForwardedProperties::default())
+                            .then(|| Arc::new(forwarded)),
+                    };
+                    (!properties.is_empty()).then(|| Box::new(properties))
                 },
             )
             .boxed()
     } else {
-        Just(PublishProperties::default()).boxed()
+        Just(None).boxed()
     };
     (
         qos(),
@@ -297,7 +305,8 @@ fn publish(v5: bool) -> BoxedStrategy<Publish> {
     )
         .prop_map(
             |(qos, dup, retain, topic, drop_topic, id, properties, payload)| {
-                let aliased = drop_topic && properties.topic_alias.is_some();
+                let aliased =
+                    drop_topic && properties.as_ref().is_some_and(|p| p.topic_alias.is_some());
                 let qos0 = qos == QoS::AtMostOnce;
                 Publish {
                     dup: dup && !qos0,
@@ -398,7 +407,9 @@ fn packet(protocol: ProtocolVersion) -> BoxedStrategy<Packet> {
         connect(protocol)
             .prop_map(|c| Packet::Connect(Box::new(c)))
             .boxed(),
-        connack(protocol).prop_map(Packet::ConnAck).boxed(),
+        connack(protocol)
+            .prop_map(|c| Packet::ConnAck(Box::new(c)))
+            .boxed(),
         publish(v5).prop_map(Packet::Publish).boxed(),
         ack.clone()
             .prop_map(|(packet_id, reason_code, properties)| {
@@ -453,11 +464,11 @@ fn packet(protocol: ProtocolVersion) -> BoxedStrategy<Packet> {
             ack_properties(v5),
         )
             .prop_map(|(packet_id, reason_codes, properties)| {
-                Packet::SubAck(SubAck {
+                Packet::SubAck(Box::new(SubAck {
                     packet_id,
                     reason_codes,
                     properties,
-                })
+                }))
             })
             .boxed(),
         (
@@ -479,21 +490,21 @@ fn packet(protocol: ProtocolVersion) -> BoxedStrategy<Packet> {
             .boxed(),
         (packet_id(), unsuback_codes, ack_properties(v5))
             .prop_map(|(packet_id, reason_codes, properties)| {
-                Packet::UnsubAck(UnsubAck {
+                Packet::UnsubAck(Box::new(UnsubAck {
                     packet_id,
                     reason_codes,
                     properties,
-                })
+                }))
             })
             .boxed(),
         Just(Packet::PingReq).boxed(),
         Just(Packet::PingResp).boxed(),
         (select(codes("DISCONNECT", success)), disconnect_properties)
             .prop_map(|(reason_code, properties)| {
-                Packet::Disconnect(Disconnect {
+                Packet::Disconnect(Box::new(Disconnect {
                     reason_code,
                     properties,
-                })
+                }))
             })
             .boxed(),
     ];
@@ -506,7 +517,7 @@ fn packet(protocol: ProtocolVersion) -> BoxedStrategy<Packet> {
             users(),
         )
             .prop_map(|(reason_code, method, data, reason, users)| {
-                Packet::Auth(Auth {
+                Packet::Auth(Box::new(Auth {
                     reason_code,
                     properties: AuthProperties {
                         authentication_method: method,
@@ -514,7 +525,7 @@ fn packet(protocol: ProtocolVersion) -> BoxedStrategy<Packet> {
                         reason_string: reason,
                         user_properties: users,
                     },
-                })
+                }))
             });
         choices.push(auth.boxed());
     }

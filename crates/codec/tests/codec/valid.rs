@@ -42,21 +42,21 @@ fn v3_cases(p: ProtocolVersion) -> Vec<Case> {
             "CONNACK accepted",
             p,
             b"\x20\x02\x00\x00",
-            Packet::ConnAck(ConnAck {
+            Packet::ConnAck(Box::new(ConnAck {
                 session_present: false,
                 reason_code: ReasonCode::Success,
                 properties: ConnAckProperties::default(),
-            }),
+            })),
         ),
         case(
             "CONNACK bad user name or password",
             p,
             b"\x20\x02\x00\x04",
-            Packet::ConnAck(ConnAck {
+            Packet::ConnAck(Box::new(ConnAck {
                 session_present: false,
                 reason_code: ReasonCode::BadUserNameOrPassword,
                 properties: ConnAckProperties::default(),
-            }),
+            })),
         ),
         case(
             "PUBLISH QoS 0",
@@ -122,11 +122,11 @@ fn v3_cases(p: ProtocolVersion) -> Vec<Case> {
             "SUBACK granted and failure",
             p,
             b"\x90\x04\x00\x01\x01\x80",
-            Packet::SubAck(SubAck {
+            Packet::SubAck(Box::new(SubAck {
                 packet_id: 1,
                 reason_codes: vec![ReasonCode::GrantedQoS1, ReasonCode::UnspecifiedError],
                 properties: AckProperties::default(),
-            }),
+            })),
         ),
         case(
             "UNSUBSCRIBE",
@@ -142,11 +142,11 @@ fn v3_cases(p: ProtocolVersion) -> Vec<Case> {
             "UNSUBACK",
             p,
             b"\xb0\x02\x00\x02",
-            Packet::UnsubAck(UnsubAck {
+            Packet::UnsubAck(Box::new(UnsubAck {
                 packet_id: 2,
                 reason_codes: vec![],
                 properties: AckProperties::default(),
-            }),
+            })),
         ),
         case("PINGREQ", p, b"\xc0\x00", Packet::PingReq),
         case("PINGRESP", p, b"\xd0\x00", Packet::PingResp),
@@ -154,7 +154,7 @@ fn v3_cases(p: ProtocolVersion) -> Vec<Case> {
             "DISCONNECT",
             p,
             b"\xe0\x00",
-            Packet::Disconnect(Disconnect::new(ReasonCode::Success)),
+            Packet::Disconnect(Box::new(Disconnect::new(ReasonCode::Success))),
         ),
     ]
 }
@@ -196,11 +196,11 @@ fn v3_1_1_cases() -> Vec<Case> {
         "CONNACK session present",
         V3_1_1,
         b"\x20\x02\x01\x00",
-        Packet::ConnAck(ConnAck {
+        Packet::ConnAck(Box::new(ConnAck {
             session_present: true,
             reason_code: ReasonCode::Success,
             properties: ConnAckProperties::default(),
-        }),
+        })),
     ));
     cases
 }
@@ -263,7 +263,7 @@ fn v5_cases() -> Vec<Case> {
         "CONNACK with properties",
         V5,
         b"\x20\x0f\x00\x00\x0c\x12\x00\x02a1\x22\x00\x05\x24\x01\x25\x00",
-        Packet::ConnAck(ConnAck {
+        Packet::ConnAck(Box::new(ConnAck {
             session_present: false,
             reason_code: ReasonCode::Success,
             properties: ConnAckProperties {
@@ -273,27 +273,32 @@ fn v5_cases() -> Vec<Case> {
                 retain_available: Some(false),
                 ..ConnAckProperties::default()
             },
-        }),
+        })),
     ));
     cases.push(case(
         "CONNACK not authorized",
         V5,
         b"\x20\x03\x00\x87\x00",
-        Packet::ConnAck(ConnAck {
+        Packet::ConnAck(Box::new(ConnAck {
             session_present: false,
             reason_code: ReasonCode::NotAuthorized,
             properties: ConnAckProperties::default(),
-        }),
+        })),
     ));
 
     let mut with_props = publish("t", QoS::AtLeastOnce, Some(5), b"hey");
-    with_props.properties = PublishProperties {
-        payload_format_indicator: Some(1),
+    with_props.properties = Some(Box::new(PublishProperties {
         message_expiry_interval: Some(10),
         topic_alias: Some(3),
         subscription_identifiers: vec![128],
-        ..PublishProperties::default()
-    };
+        forwarded: Some(
+            ForwardedProperties {
+                payload_format_indicator: Some(1),
+                ..ForwardedProperties::default()
+            }
+            .into(),
+        ),
+    }));
     cases.push(case(
         "PUBLISH with properties",
         V5,
@@ -301,7 +306,7 @@ fn v5_cases() -> Vec<Case> {
         Packet::Publish(with_props),
     ));
     let mut aliased = publish("", QoS::AtMostOnce, None, b"p");
-    aliased.properties.topic_alias = Some(7);
+    aliased.properties.get_or_insert_default().topic_alias = Some(7);
     cases.push(case(
         "PUBLISH empty topic with topic alias",
         V5,
@@ -372,14 +377,14 @@ fn v5_cases() -> Vec<Case> {
             "SUBACK",
             V5,
             b"\x90\x05\x00\x01\x00\x01\xa2",
-            Packet::SubAck(SubAck {
+            Packet::SubAck(Box::new(SubAck {
                 packet_id: 1,
                 reason_codes: vec![
                     ReasonCode::GrantedQoS1,
                     ReasonCode::WildcardSubscriptionsNotSupported,
                 ],
                 properties: AckProperties::default(),
-            }),
+            })),
         ),
         case(
             "UNSUBSCRIBE",
@@ -395,11 +400,11 @@ fn v5_cases() -> Vec<Case> {
             "UNSUBACK",
             V5,
             b"\xb0\x05\x00\x02\x00\x00\x11",
-            Packet::UnsubAck(UnsubAck {
+            Packet::UnsubAck(Box::new(UnsubAck {
                 packet_id: 2,
                 reason_codes: vec![ReasonCode::Success, ReasonCode::NoSubscriptionExisted],
                 properties: AckProperties::default(),
-            }),
+            })),
         ),
         case("PINGREQ", V5, b"\xc0\x00", Packet::PingReq),
         case("PINGRESP", V5, b"\xd0\x00", Packet::PingResp),
@@ -407,47 +412,49 @@ fn v5_cases() -> Vec<Case> {
             "DISCONNECT short form",
             V5,
             b"\xe0\x00",
-            Packet::Disconnect(Disconnect::new(ReasonCode::Success)),
+            Packet::Disconnect(Box::new(Disconnect::new(ReasonCode::Success))),
         ),
         case(
             "DISCONNECT reason only",
             V5,
             b"\xe0\x01\x04",
-            Packet::Disconnect(Disconnect::new(ReasonCode::DisconnectWithWillMessage)),
+            Packet::Disconnect(Box::new(Disconnect::new(
+                ReasonCode::DisconnectWithWillMessage,
+            ))),
         ),
         case(
             "DISCONNECT session expiry",
             V5,
             b"\xe0\x07\x00\x05\x11\x00\x00\x00\x00",
-            Packet::Disconnect(Disconnect {
+            Packet::Disconnect(Box::new(Disconnect {
                 reason_code: ReasonCode::Success,
                 properties: DisconnectProperties {
                     session_expiry_interval: Some(0),
                     ..DisconnectProperties::default()
                 },
-            }),
+            })),
         ),
         case(
             "AUTH short form",
             V5,
             b"\xf0\x00",
-            Packet::Auth(Auth {
+            Packet::Auth(Box::new(Auth {
                 reason_code: ReasonCode::Success,
                 properties: AuthProperties::default(),
-            }),
+            })),
         ),
         case(
             "AUTH continue",
             V5,
             b"\xf0\x0b\x18\x09\x15\x00\x01m\x16\x00\x02\x01\x02",
-            Packet::Auth(Auth {
+            Packet::Auth(Box::new(Auth {
                 reason_code: ReasonCode::ContinueAuthentication,
                 properties: AuthProperties {
                     authentication_method: Some("m".to_owned()),
                     authentication_data: Some(Bytes::from_static(b"\x01\x02")),
                     ..AuthProperties::default()
                 },
-            }),
+            })),
         ),
     ]);
     cases
@@ -536,17 +543,17 @@ fn non_canonical_forms_decode() {
         (
             V5,
             b"\xe0\x02\x00\x00",
-            Packet::Disconnect(Disconnect::new(ReasonCode::Success)),
+            Packet::Disconnect(Box::new(Disconnect::new(ReasonCode::Success))),
             b"\xe0\x00",
         ),
         // AUTH with a lone reason code: the encoder always adds the Property Length.
         (
             V5,
             b"\xf0\x01\x18",
-            Packet::Auth(Auth {
+            Packet::Auth(Box::new(Auth {
                 reason_code: ReasonCode::ContinueAuthentication,
                 properties: AuthProperties::default(),
-            }),
+            })),
             b"\xf0\x02\x18\x00",
         ),
         // MQTT 3.1 retransmissions may carry DUP on PUBREL / SUBSCRIBE.
@@ -560,11 +567,11 @@ fn non_canonical_forms_decode() {
         (
             V3_1,
             b"\x20\x02\x01\x00",
-            Packet::ConnAck(ConnAck {
+            Packet::ConnAck(Box::new(ConnAck {
                 session_present: false,
                 reason_code: ReasonCode::Success,
                 properties: ConnAckProperties::default(),
-            }),
+            })),
             b"\x20\x02\x00\x00",
         ),
     ];

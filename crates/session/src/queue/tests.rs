@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use ferrymq_codec::{PublishProperties, QoS};
+use ferrymq_codec::QoS;
 use proptest::prelude::*;
 
 use super::*;
@@ -23,7 +23,7 @@ fn delivery(id: usize, qos: QoS, size: usize, shared: bool) -> Delivery {
             payload: Bytes::from(vec![b'x'; size]),
             qos,
             retain: false,
-            properties: PublishProperties::default(),
+            forwarded: None,
             expires_at: None,
             publisher: None,
             expires_on_arrival: false,

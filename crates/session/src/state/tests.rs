@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use ferrymq_codec::{
-    LastWill, Packet, ProtocolVersion, Publish, PublishProperties, QoS, ReasonCode, WillProperties,
+    ForwardedProperties, LastWill, Packet, ProtocolVersion, Publish, PublishProperties, QoS,
+    ReasonCode, WillProperties,
 };
 
 use super::*;
@@ -24,7 +25,7 @@ fn message(topic: &str, payload: &'static str, qos: QoS) -> Arc<Message> {
         payload: Bytes::from_static(payload.as_bytes()),
         qos,
         retain: false,
-        properties: PublishProperties::default(),
+        forwarded: None,
         expires_at: None,
         publisher: None,
         expires_on_arrival: false,
@@ -48,6 +49,10 @@ fn session() -> SessionState {
 
 fn v5_connection(now: Instant) -> ConnectionState {
     ConnectionState::new(ProtocolVersion::V5, now)
+}
+
+fn alias(publish: &Publish) -> Option<u16> {
+    publish.properties.as_ref().and_then(|p| p.topic_alias)
 }
 
 fn publishes(packets: &[Packet]) -> Vec<&Publish> {
@@ -329,7 +334,7 @@ fn expired_messages_are_dropped_and_remaining_expiry_is_forwarded() {
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0].payload, Bytes::from_static(b"long"));
     assert_eq!(
-        sent[0].properties.message_expiry_interval,
+        sent[0].properties.as_ref().unwrap().message_expiry_interval,
         Some(3),
         "decremented by the wait [MQTT-3.3.2-6]"
     );
@@ -377,16 +382,10 @@ fn outbound_topic_aliases_are_assigned_then_reused() {
     let mut out = Vec::new();
     state.poll_transmit(&mut conn, now, 128, usize::MAX, &mut out);
     let sent = publishes(&out);
+    assert_eq!((sent[0].topic.as_str(), alias(sent[0])), ("a/b", Some(1)));
+    assert_eq!((sent[1].topic.as_str(), alias(sent[1])), ("", Some(1)));
     assert_eq!(
-        (sent[0].topic.as_str(), sent[0].properties.topic_alias),
-        ("a/b", Some(1))
-    );
-    assert_eq!(
-        (sent[1].topic.as_str(), sent[1].properties.topic_alias),
-        ("", Some(1))
-    );
-    assert_eq!(
-        (sent[2].topic.as_str(), sent[2].properties.topic_alias),
+        (sent[2].topic.as_str(), alias(sent[2])),
         ("c", None),
         "no alias left"
     );
@@ -399,15 +398,47 @@ fn v3_connections_get_no_aliases_or_properties() {
     let mut conn = ConnectionState::new(ProtocolVersion::V3_1_1, now);
     conn.client_topic_alias_maximum = 10;
     let mut msg = (*message("t", "x", QoS::AtMostOnce)).clone();
-    msg.properties
-        .user_properties
-        .push(("k".into(), "v".into()));
+    msg.forwarded = Some(Arc::new(ForwardedProperties {
+        user_properties: vec![("k".into(), "v".into())],
+        ..ForwardedProperties::default()
+    }));
     state.enqueue(delivery(Arc::new(msg)), LIMITS);
     let mut out = Vec::new();
     state.poll_transmit(&mut conn, now, 128, usize::MAX, &mut out);
     let sent = publishes(&out);
-    assert_eq!(sent[0].properties, PublishProperties::default());
+    assert_eq!(sent[0].properties, None);
     assert_eq!(sent[0].topic, "t");
+}
+
+#[test]
+fn v5_deliveries_share_the_forwarded_properties() {
+    let now = Instant::now();
+    let mut state = session();
+    let mut conn = v5_connection(now);
+    let mut msg = (*message("t", "x", QoS::AtMostOnce)).clone();
+    let forwarded = Arc::new(ForwardedProperties {
+        content_type: Some("text/plain".into()),
+        user_properties: vec![("k".into(), "v".into())],
+        ..ForwardedProperties::default()
+    });
+    msg.forwarded = Some(Arc::clone(&forwarded));
+    let mut with_id = delivery(Arc::new(msg));
+    with_id.subscription_ids = vec![7];
+    state.enqueue(with_id, LIMITS);
+    state.enqueue(delivery(message("t", "plain", QoS::AtMostOnce)), LIMITS);
+    let mut out = Vec::new();
+    state.poll_transmit(&mut conn, now, 128, usize::MAX, &mut out);
+    let sent = publishes(&out);
+    let properties = sent[0].properties.as_deref().expect("properties");
+    assert_eq!(properties.subscription_identifiers, [7]);
+    assert!(
+        Arc::ptr_eq(properties.forwarded.as_ref().unwrap(), &forwarded),
+        "the message's properties, not a copy"
+    );
+    assert_eq!(
+        sent[1].properties, None,
+        "a message without properties allocates none"
+    );
 }
 
 #[test]
@@ -420,7 +451,7 @@ fn inbound_topic_aliases() {
     let mut second = publish_with("", Some(2));
     assert_eq!(conn.resolve_inbound_topic(&mut second), Ok(()));
     assert_eq!(second.topic, "x/y");
-    assert_eq!(second.properties.topic_alias, None);
+    assert_eq!(alias(&second), None);
     assert_eq!(
         conn.resolve_inbound_topic(&mut publish_with("", Some(1))),
         Err(InboundTopicError::UnknownAlias)
@@ -446,10 +477,12 @@ fn publish_with(topic: &str, alias: Option<u16>) -> Publish {
         retain: false,
         topic: topic.into(),
         packet_id: None,
-        properties: PublishProperties {
-            topic_alias: alias,
-            ..PublishProperties::default()
-        },
+        properties: alias.map(|alias| {
+            Box::new(PublishProperties {
+                topic_alias: Some(alias),
+                ..PublishProperties::default()
+            })
+        }),
         payload: Bytes::new(),
     }
 }
@@ -580,19 +613,15 @@ fn expiry_interval_zero_expires_on_arrival() {
         retain: false,
         topic: "t".into(),
         packet_id: Some(1),
-        properties: PublishProperties {
+        properties: Some(Box::new(PublishProperties {
             message_expiry_interval: Some(0),
             ..PublishProperties::default()
-        },
+        })),
         payload: Bytes::from_static(b"x"),
     };
     let message = Message::from_publish(publish, now, None);
     assert!(message.expires_on_arrival);
     assert_eq!(message.expires_at, None);
-    assert_eq!(
-        message.properties.message_expiry_interval, None,
-        "nothing remains to forward"
-    );
 
     // Queued for a connected client, it is still sent.
     let mut state = session();
@@ -606,7 +635,9 @@ fn expiry_interval_zero_expires_on_arrival() {
         usize::MAX,
         &mut out,
     );
-    assert_eq!(publishes(&out).len(), 1);
+    let sent = publishes(&out);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].properties, None, "no expiry remains to forward");
 }
 
 #[test]

@@ -11,8 +11,8 @@ use bytes::{Bytes, BytesMut};
 use ferrymq_auth::{AuthConfig, Authenticator};
 use ferrymq_broker::{Broker, BrokerConfig};
 use ferrymq_codec::{
-    Connect, ConnectProperties, Decoder, Packet, ProtocolVersion, Publish, PublishProperties, QoS,
-    Subscribe, SubscribeProperties, SubscriptionOptions, encode,
+    Connect, ConnectProperties, Decoder, Packet, ProtocolVersion, Publish, QoS, Subscribe,
+    SubscribeProperties, SubscriptionOptions, encode,
 };
 use ferrymq_transport::tls::TlsReloader;
 use ferrymq_transport::{MqttListenerOptions, WsConfig, bind_tcp, serve_mqtt, serve_ws};
@@ -134,7 +134,7 @@ pub fn publish(topic: &str, payload: &[u8]) -> Packet {
         retain: false,
         topic: topic.to_owned(),
         packet_id: None,
-        properties: PublishProperties::default(),
+        properties: None,
         payload: Bytes::copy_from_slice(payload),
     })
 }
