@@ -72,9 +72,24 @@ pub async fn run_summary(args: &BenchArgs) -> Result<Summary, String> {
     let report = if args.processes > 1 {
         multi::run_parent(args).await?
     } else {
-        run::run_process(args, Slice::WHOLE, Mode::Standalone).await?
+        run_on_worker(args, Slice::WHOLE, Mode::Standalone).await?
     };
     Ok(Summary::new(args, &report))
+}
+
+/// Runs this process's slice in a task of the runtime rather than in the thread that called
+/// `block_on`: a task spawned from a runtime worker goes to that worker's own queue, one
+/// spawned from outside goes through the shared injection queue and wakes a parked worker,
+/// and every client's connect slot given back would wake the outside thread again.
+async fn run_on_worker(
+    args: &BenchArgs,
+    slice: Slice,
+    mode: Mode,
+) -> Result<stats::Report, String> {
+    let args = args.clone();
+    tokio::spawn(async move { run::run_process(&args, slice, mode).await })
+        .await
+        .map_err(|e| format!("the generator task failed: {e}"))?
 }
 
 /// A child generator: options from the parent's JSON, results as JSON lines on stdout.
@@ -85,7 +100,7 @@ async fn run_child(slice: &str) -> ExitCode {
             .map_err(|_| format!("{} is not set", multi::ARGS_ENV))?;
         let args: BenchArgs = serde_json::from_str(&json).map_err(|e| e.to_string())?;
         sys::raise_nofile_limit();
-        run::run_process(&args, slice, Mode::Child).await
+        run_on_worker(&args, slice, Mode::Child).await
     }
     .await;
     match result {

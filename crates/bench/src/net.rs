@@ -1,8 +1,8 @@
 //! Opening a generator connection: TCP (optionally bound to a spread 127.x source address),
-//! then TLS (rustls; `--insecure` accepts any certificate), then the WebSocket upgrade
-//! (tokio-tungstenite, subprotocol `mqtt`). The result is one boxed byte stream; WebSocket
-//! binary messages are adapted to bytes by [`WsIo`], so the MQTT client code is the same
-//! for every transport.
+//! then TLS (rustls; `--insecure` accepts any certificate), then the WebSocket upgrade (a
+//! hand-written HTTP exchange, subprotocol `mqtt`; frames by tokio-tungstenite). The result
+//! is one boxed byte stream; WebSocket binary messages are adapted to bytes by [`WsIo`], so
+//! the MQTT client code is the same for every transport.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -12,7 +12,7 @@ use std::task::{Context, Poll, ready};
 
 use bytes::{Buf, Bytes};
 use futures_util::{Sink, Stream};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls::client::danger::{
@@ -26,8 +26,8 @@ use tokio_rustls::rustls::{
 };
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::client::generate_key;
-use tokio_tungstenite::tungstenite::http::Request;
-use tokio_tungstenite::tungstenite::protocol::{Message, WebSocketConfig};
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::{Message, Role, WebSocketConfig};
 
 use crate::args::{BenchArgs, Transport};
 
@@ -111,6 +111,11 @@ impl Dialer {
         })
     }
 
+    /// True for MQTT over plain TCP, whose connections need no closing handshake.
+    pub(crate) fn is_plain_tcp(&self) -> bool {
+        self.transport == Transport::Tcp
+    }
+
     /// The source address of client `index`: spread over 127.0.0.2.. for loopback targets.
     fn source(&self, index: u64) -> Option<SocketAddr> {
         if self.source_ips == 0 || !self.addr.is_ipv4() {
@@ -164,28 +169,46 @@ impl Dialer {
             .map_err(|e| DialError::new("tls", tls_error_kind(&e)))
     }
 
-    async fn upgrade<S>(&self, stream: S, busy: bool) -> Result<WsIo<S>, DialError>
+    /// The WebSocket upgrade, written and checked by hand: tungstenite's client handshake
+    /// builds an `http::Request` (URI parsing, a header map) and parses the answer into an
+    /// `http::Response`, allocations and copies that every connection of a connect-rate run
+    /// would pay. One `write` out, usually one `read` in.
+    async fn upgrade<S>(&self, mut stream: S, busy: bool) -> Result<WsIo<S>, DialError>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        let scheme = if self.transport.is_tls() { "wss" } else { "ws" };
-        let uri = format!(
-            "{scheme}://{}:{}{}",
+        let key = generate_key();
+        let request = format!(
+            "GET {} HTTP/1.1\r\nHost: {}:{}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+             Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\n\
+             Sec-WebSocket-Protocol: mqtt\r\n\r\n",
+            self.ws_path,
             self.host,
-            self.addr.port(),
-            self.ws_path
+            self.addr.port()
         );
-        let request = Request::builder()
-            .method("GET")
-            .uri(&uri)
-            .header("Host", format!("{}:{}", self.host, self.addr.port()))
-            .header("Connection", "Upgrade")
-            .header("Upgrade", "websocket")
-            .header("Sec-WebSocket-Version", "13")
-            .header("Sec-WebSocket-Key", generate_key())
-            .header("Sec-WebSocket-Protocol", "mqtt")
-            .body(())
-            .map_err(|e| DialError::new("ws", e))?;
+        stream
+            .write_all(request.as_bytes())
+            .await
+            .map_err(|e| DialError::io("ws", &e))?;
+        stream.flush().await.map_err(|e| DialError::io("ws", &e))?;
+        let mut head = Vec::with_capacity(512);
+        let end = loop {
+            if let Some(end) = head_end(&head) {
+                break end;
+            }
+            if head.len() >= MAX_RESPONSE_HEAD {
+                return Err(DialError::new("ws", "response head too large"));
+            }
+            head.reserve(512);
+            match stream.read_buf(&mut head).await {
+                Ok(0) => return Err(DialError::new("ws", "closed during the handshake")),
+                Ok(_) => {}
+                Err(e) => return Err(DialError::io("ws", &e)),
+            }
+        };
+        check_upgrade(&head[..end], &key).map_err(|e| DialError::new("ws", e))?;
+        // Frames the broker sent right behind its answer belong to the WebSocket.
+        let rest = head.split_off(end);
         // tungstenite's default read buffer is 128 KiB, zero-filled per connection: it made
         // the generator's WebSocket connects cost ~0.4 ms of CPU each (page faults) and 19k
         // connections 2.4 GiB. 16 KiB reads keep syscalls few enough for a busy client.
@@ -196,10 +219,8 @@ impl Dialer {
             // A generator measures; it does not police the broker's frame sizes.
             .max_frame_size(None)
             .max_message_size(None);
-        let (ws, _response) =
-            tokio_tungstenite::client_async_with_config(request, stream, Some(config))
-                .await
-                .map_err(|e| DialError::new("ws", ws_error_kind(&e)))?;
+        let ws =
+            WebSocketStream::from_partially_read(stream, rest, Role::Client, Some(config)).await;
         Ok(WsIo {
             ws,
             pending: Bytes::new(),
@@ -207,19 +228,41 @@ impl Dialer {
     }
 }
 
+/// The longest HTTP response head the generator reads before giving up.
+const MAX_RESPONSE_HEAD: usize = 16 * 1024;
+
+/// The length of the response head (up to and including the empty line), once complete.
+fn head_end(buf: &[u8]) -> Option<usize> {
+    buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
+}
+
+/// Checks an upgrade answer: status 101 and the `Sec-WebSocket-Accept` that proves the server
+/// read our key [RFC 6455 §4.1]. Errors are summary kinds (`HTTP 404 Not Found`).
+fn check_upgrade(head: &[u8], key: &str) -> Result<(), String> {
+    let text = std::str::from_utf8(head).map_err(|_| "response head is not UTF-8".to_owned())?;
+    let mut lines = text.split("\r\n");
+    let status_line = lines.next().unwrap_or("");
+    let status = status_line
+        .strip_prefix("HTTP/1.1 ")
+        .ok_or_else(|| "not an HTTP/1.1 response".to_owned())?;
+    if !status.starts_with("101") {
+        return Err(format!("HTTP {}", status.trim()));
+    }
+    let accept = lines
+        .filter_map(|line| line.split_once(':'))
+        .find(|(name, _)| name.trim().eq_ignore_ascii_case("sec-websocket-accept"))
+        .map(|(_, value)| value.trim());
+    match accept {
+        Some(value) if value == derive_accept_key(key.as_bytes()) => Ok(()),
+        Some(_) => Err("wrong Sec-WebSocket-Accept".to_owned()),
+        None => Err("no Sec-WebSocket-Accept".to_owned()),
+    }
+}
+
 fn tls_error_kind(err: &io::Error) -> String {
     match err.get_ref() {
         Some(inner) => inner.to_string(),
         None => io_kind(err),
-    }
-}
-
-fn ws_error_kind(err: &tokio_tungstenite::tungstenite::Error) -> String {
-    use tokio_tungstenite::tungstenite::Error;
-    match err {
-        Error::Http(response) => format!("HTTP {}", response.status()),
-        Error::Io(e) => io_kind(e),
-        other => other.to_string(),
     }
 }
 
@@ -356,5 +399,38 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for WsIo<S> {
         Pin::new(&mut self.ws)
             .poll_close(cx)
             .map_err(io::Error::other)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // The example of RFC 6455 §1.3.
+    const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+
+    #[test]
+    fn an_upgrade_answer_needs_101_and_the_accept_key() {
+        let ok = b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n\
+                   connection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\
+                   sec-websocket-protocol: mqtt\r\n\r\n";
+        assert_eq!(head_end(ok), Some(ok.len()));
+        assert_eq!(head_end(&ok[..ok.len() - 1]), None);
+        assert_eq!(check_upgrade(ok, KEY), Ok(()));
+        let wrong = b"HTTP/1.1 101 Switching Protocols\r\nsec-websocket-accept: AAAA\r\n\r\n";
+        assert_eq!(
+            check_upgrade(wrong, KEY),
+            Err("wrong Sec-WebSocket-Accept".to_owned())
+        );
+        let missing = b"HTTP/1.1 101 Switching Protocols\r\n\r\n";
+        assert_eq!(
+            check_upgrade(missing, KEY),
+            Err("no Sec-WebSocket-Accept".to_owned())
+        );
+        let refused = b"HTTP/1.1 404 Not Found\r\ncontent-length: 10\r\n\r\n";
+        assert_eq!(
+            check_upgrade(refused, KEY),
+            Err("HTTP 404 Not Found".to_owned())
+        );
     }
 }

@@ -187,8 +187,10 @@ pub(crate) async fn run_process(
             }
         }
     }
+    // Checked every millisecond (tokio's timer resolution): 5,000 connects take 0.2 s at
+    // 25k/s, so a coarser check would be a visible part of the measured time.
     while Shared::get(&shared.settled) < local {
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        tokio::time::sleep(Duration::from_millis(1)).await;
     }
     let connect_seconds = connect_start.elapsed().as_secs_f64();
 

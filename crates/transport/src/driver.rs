@@ -77,11 +77,25 @@ pub trait ConnectionIo: AsyncRead + AsyncWrite + Unpin {
     /// Called once `now` is at or past [`ConnectionIo::timer`] (possibly later, never
     /// earlier). What it queues is written by the task's next flush.
     fn on_timer(&mut self, _now: Instant) {}
+
+    /// The closing handshake, once everything was written and flushed; the stream is
+    /// dropped (closed) right after. The default is `poll_shutdown`.
+    fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(self).poll_shutdown(cx)
+    }
 }
 
 impl ConnectionIo for tokio::net::TcpStream {
     fn poll_read_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         tokio::net::TcpStream::poll_read_ready(self, cx)
+    }
+
+    /// Nothing: the socket is closed next, and closing sends the same FIN a `shutdown`
+    /// would (or, with unread input, the same RST), so a `shutdown` first is one system
+    /// call per connection for nothing. Writes are not buffered here, so there is nothing
+    /// to flush either.
+    fn poll_close(&mut self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -258,7 +272,7 @@ impl<S: ConnectionIo> Task<S> {
             self.conn.on_closed();
             if graceful {
                 let close = poll_fn(|cx| {
-                    if let Poll::Ready(result) = Pin::new(&mut self.stream).poll_shutdown(cx) {
+                    if let Poll::Ready(result) = self.stream.poll_close(cx) {
                         return Poll::Ready(result);
                     }
                     ready!(waits.timer.as_mut().poll(cx));

@@ -327,6 +327,10 @@ impl<S: ConnectionIo> ConnectionIo for Rewind<S> {
             false => Poll::Ready(Ok(())),
         }
     }
+
+    fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.inner.poll_close(cx)
+    }
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Rewind<S> {

@@ -23,7 +23,7 @@ use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::upgrade::OnUpgrade;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -364,11 +364,13 @@ where
         })
     };
     // hyper refuses a read buffer under 8 KiB; smaller header limits are enforced by
-    // `handshake::check` instead, and both answer 431.
+    // `handshake::check` instead, and both answer 431. No timer of hyper's own: the caller
+    // bounds the whole handshake, this exchange included, by `handshake_timeout` from the
+    // accept (a header-read timeout of the same length could never fire first, and would
+    // cost a boxed timer per connection).
     let max_buf = config.max_header_bytes.saturating_add(1024).max(8192);
     let connection = hyper::server::conn::http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(config.handshake_timeout)
+        .header_read_timeout(None)
         .max_buf_size(max_buf)
         .serve_connection(TokioIo::new(io), service)
         .with_upgrades();

@@ -157,6 +157,22 @@ impl<S> WsStream<S> {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> WsStream<S> {
+    /// The WebSocket half of closing: our close frame out, then the linger for the
+    /// client's (unless a data frame is cut off, which no close frame can follow).
+    fn poll_close_handshake(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if !self.mid_data_frame() {
+            let code = if self.shutdown.is_cancelled() {
+                close_code::GOING_AWAY
+            } else {
+                close_code::NORMAL
+            };
+            self.queue_close(code);
+            ready!(self.poll_control(cx))?;
+            ready!(self.poll_linger(cx));
+        }
+        Poll::Ready(Ok(()))
+    }
+
     /// Writes queued control frames, but never inside a data frame being written.
     fn poll_control(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         if self.mid_data_frame() {
@@ -374,16 +390,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for WsStream<S> {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if !this.mid_data_frame() {
-            let code = if this.shutdown.is_cancelled() {
-                close_code::GOING_AWAY
-            } else {
-                close_code::NORMAL
-            };
-            this.queue_close(code);
-            ready!(this.poll_control(cx))?;
-            ready!(this.poll_linger(cx));
-        }
+        ready!(this.poll_close_handshake(cx))?;
         Pin::new(&mut this.inner).poll_shutdown(cx)
     }
 }
@@ -420,6 +427,13 @@ impl<S: ConnectionIo> ConnectionIo for WsStream<S> {
             encode_control(OP_PING, &[], self.control_out());
         }
         self.last_write = now;
+    }
+
+    /// As `poll_shutdown`, but the inner stream closes its own way (plain TCP: by being
+    /// dropped, without a `shutdown` call).
+    fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        ready!(self.poll_close_handshake(cx))?;
+        self.inner.poll_close(cx)
     }
 }
 
