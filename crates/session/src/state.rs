@@ -85,7 +85,14 @@ pub struct SessionState {
     /// When the last connection ended; `None` while a client is connected.
     pub disconnected_at: Option<Instant>,
     queue: DeliveryQueue,
+    /// QoS 1/2 messages sent and not yet acknowledged, oldest first. Invariant: their packet
+    /// identifiers increase strictly along the ring 1..=65535 starting from the front's, which
+    /// is what [`SessionState::allocate_packet_id`] and [`SessionState::inflight_index`] rely
+    /// on. It holds because identifiers are pushed at the back in the order they are handed
+    /// out, each one past the newest still in flight, and entries only ever leave (which keeps
+    /// the rest in order).
     inflight: VecDeque<Inflight>,
+    /// The identifier to try next: one past the most recently handed out.
     next_packet_id: PacketId,
     /// Created by the first QoS 2 PUBLISH received: most sessions never get one, and an
     /// empty set inline costs 48 bytes per session.
@@ -321,27 +328,57 @@ impl SessionState {
         dropped
     }
 
+    /// The next free packet identifier, O(1): identifiers are handed out in sequence, and by
+    /// the order invariant of `inflight` every identifier in flight lies on the ring between
+    /// the oldest's (front) and the newest's (back). A candidate past the newest is free; one
+    /// that the counter reached by wrapping into that range is not, and the identifier just
+    /// past the newest (free, and released earlier) is taken instead. `None` when that one
+    /// is the oldest's: the in-flight identifiers span the whole ring, which takes a window
+    /// of 65535, and a gap left by an acknowledgement in the middle is not used (that would
+    /// break the order), so the caller waits for the oldest to be acknowledged.
     fn allocate_packet_id(&mut self) -> Option<PacketId> {
-        // At most 65535 identifiers exist; the in-flight window is far smaller, so this
-        // loop ends after a few steps in practice.
-        for _ in 0..u16::MAX {
-            let candidate = self.next_packet_id;
-            self.next_packet_id = match self.next_packet_id {
-                u16::MAX => 1,
-                n => n + 1,
-            };
-            if !self.inflight.iter().any(|e| e.packet_id == candidate) {
-                return Some(candidate);
+        let mut candidate = self.next_packet_id;
+        if let (Some(oldest), Some(newest)) = (self.inflight.front(), self.inflight.back()) {
+            let (oldest, newest) = (oldest.packet_id, newest.packet_id);
+            if ring_distance(oldest, candidate) <= ring_distance(oldest, newest) {
+                candidate = next_on_ring(newest);
+                if candidate == oldest {
+                    return None;
+                }
             }
         }
-        None
+        self.next_packet_id = next_on_ring(candidate);
+        Some(candidate)
+    }
+
+    /// Position of the in-flight entry with `packet_id`. Acknowledgements mostly come in
+    /// order (the front) or for the latest message (the back); otherwise a binary search,
+    /// since identifiers increase along the ring from the front's (the order invariant of
+    /// `inflight`).
+    fn inflight_index(&self, packet_id: PacketId) -> Option<usize> {
+        let oldest = self.inflight.front()?.packet_id;
+        if oldest == packet_id {
+            return Some(0);
+        }
+        let last = self.inflight.len() - 1;
+        if self.inflight.back()?.packet_id == packet_id {
+            return Some(last);
+        }
+        let target = ring_distance(oldest, packet_id);
+        let index = self
+            .inflight
+            .partition_point(|e| ring_distance(oldest, e.packet_id) < target);
+        match self.inflight.get(index) {
+            Some(entry) if entry.packet_id == packet_id => Some(index),
+            _ => None,
+        }
     }
 
     fn take_inflight(&mut self, packet_id: PacketId, stage: AwaitedAck) -> Option<Inflight> {
-        let index = self
-            .inflight
-            .iter()
-            .position(|e| e.packet_id == packet_id && e.stage == stage)?;
+        let index = self.inflight_index(packet_id)?;
+        if self.inflight.get(index)?.stage != stage {
+            return None;
+        }
         self.inflight.remove(index)
     }
 
@@ -354,20 +391,16 @@ impl SessionState {
     /// PUBREC from the client: answer PUBREL [MQTT-4.3.3-4] (or 0x92 when unknown). A PUBREC
     /// carrying an error reason ends the exchange without PUBREL [MQTT-4.3.3-5].
     pub fn on_pubrec(&mut self, packet_id: PacketId, reason: ReasonCode) -> Option<PubRel> {
-        let Some(index) = self
-            .inflight
-            .iter()
-            .position(|e| e.packet_id == packet_id && e.stage == AwaitedAck::PubRec)
-        else {
-            if self
-                .inflight
-                .iter()
-                .any(|e| e.packet_id == packet_id && e.stage == AwaitedAck::PubComp)
-            {
-                // A duplicate PUBREC: the client did not see our PUBREL yet.
+        let found = self
+            .inflight_index(packet_id)
+            .and_then(|index| Some((index, self.inflight.get(index)?.stage)));
+        let index = match found {
+            Some((index, AwaitedAck::PubRec)) => index,
+            // A duplicate PUBREC: the client did not see our PUBREL yet.
+            Some((_, AwaitedAck::PubComp)) => {
                 return Some(PubRel::new(packet_id, ReasonCode::Success));
             }
-            return Some(PubRel::new(packet_id, ReasonCode::PacketIdentifierNotFound));
+            _ => return Some(PubRel::new(packet_id, ReasonCode::PacketIdentifierNotFound)),
         };
         if reason.is_error() {
             self.inflight.remove(index);
@@ -425,6 +458,24 @@ impl SessionState {
         }
         taken.extend(self.queue.split_off_where(|d| d.shared_group.is_some()));
         taken
+    }
+}
+
+/// How many steps forward on the ring of packet identifiers 1..=65535 lead from `from` to
+/// `to` (0 when equal).
+fn ring_distance(from: PacketId, to: PacketId) -> u16 {
+    if to >= from {
+        to - from
+    } else {
+        u16::MAX - (from - to)
+    }
+}
+
+/// The identifier after `id` on the ring: 65535 is followed by 1, never 0 [MQTT-2.2.1-3].
+fn next_on_ring(id: PacketId) -> PacketId {
+    match id {
+        u16::MAX => 1,
+        n => n + 1,
     }
 }
 

@@ -18,6 +18,10 @@
 //! runs (about 2 s); its build time and the process's RSS growth are printed to stderr
 //! (`trie memory: ...`). The insert / remove benchmarks put the trie back as they found it.
 //!
+//! The retained tree is built before its benchmarks, and its memory printed
+//! (`retained tree memory: ...`): run `-- retained_100k` alone for that figure, since the
+//! 1M trie's freed memory would be reused.
+//!
 //! Run: `cargo bench -p ferrymq-topic` (about a minute); a subset:
 //! `cargo bench -p ferrymq-topic -- trie_1m/match`.
 
@@ -247,16 +251,73 @@ fn trie_benches(c: &mut Criterion) {
 const RETAINED_DEVICES: usize = 10_000;
 const SENSORS: usize = 10;
 
-/// 100,000 retained topics `devices/d{i}/sensor-{s}/state`.
-fn retained_benches(c: &mut Criterion) {
+/// Shaped like the broker's retained `Message` behind its `Arc`: 256 bytes, one allocation
+/// per retained topic, so that cloning the `Arc`s (what the broker does under the retained
+/// store's lock) touches memory as the broker's does.
+#[derive(Debug)]
+struct Retained {
+    id: u64,
+    _rest: [u64; 31],
+}
+
+fn retained_topic(device: usize, sensor: usize) -> String {
+    format!("devices/d{device:05}/sensor-{sensor}/state")
+}
+
+/// 100,000 retained topics `devices/d{i}/sensor-{s}/state`; prints the tree's memory (RSS
+/// growth while inserting, the messages excluded: they are allocated first).
+fn build_retained() -> TopicTree<Arc<Retained>> {
+    let messages: Vec<(String, Arc<Retained>)> = (0..RETAINED_DEVICES)
+        .flat_map(|device| (0..SENSORS).map(move |sensor| (device, sensor)))
+        .map(|(device, sensor)| {
+            let id = (device * SENSORS + sensor) as u64;
+            let message = Arc::new(Retained {
+                id,
+                _rest: [id; 31],
+            });
+            (retained_topic(device, sensor), message)
+        })
+        .collect();
+    let before = rss_bytes();
+    let start = Instant::now();
     let mut tree = TopicTree::new();
-    for device in 0..RETAINED_DEVICES {
-        for sensor in 0..SENSORS {
-            let topic = format!("devices/d{device:05}/sensor-{sensor}/state");
-            tree.insert(&topic, (device * SENSORS + sensor) as u64);
-        }
+    for (topic, message) in &messages {
+        tree.insert(topic, message.clone());
     }
-    assert_eq!(tree.len(), 100_000);
+    let took = start.elapsed();
+    let after = rss_bytes();
+    assert_eq!(tree.len(), RETAINED_DEVICES * SENSORS);
+    if let (Some(before), Some(after)) = (before, after) {
+        let grown = after.saturating_sub(before);
+        eprintln!(
+            "retained tree memory: {} topics inserted in {:.1} ms; RSS +{:.1} MiB = {} bytes \
+             per retained topic (messages and topic strings excluded)",
+            tree.len(),
+            took.as_secs_f64() * 1e3,
+            grown as f64 / (1024.0 * 1024.0),
+            grown / tree.len() as u64,
+        );
+    }
+    tree
+}
+
+/// Counts the values `filter` selects, reading each as a subscriber's callback would.
+fn lookup(tree: &TopicTree<Arc<Retained>>, filter: &str) -> usize {
+    let mut found = 0usize;
+    tree.for_each_matching(filter, |value| {
+        black_box(value);
+        found += 1;
+    });
+    found
+}
+
+/// What the broker does under the retained store's read lock: clone the matching `Arc`s.
+fn collect(tree: &TopicTree<Arc<Retained>>, filter: &str, out: &mut Vec<Arc<Retained>>) {
+    tree.for_each_matching(filter, |value| out.push(value.clone()));
+}
+
+fn retained_benches(c: &mut Criterion) {
+    let mut tree = build_retained();
 
     let filters: [(&str, &str, usize); 4] = [
         ("exact", "devices/d04242/sensor-3/state", 1),
@@ -269,23 +330,89 @@ fn retained_benches(c: &mut Criterion) {
         ("everything", "devices/#", RETAINED_DEVICES * SENSORS),
     ];
     let mut group = c.benchmark_group("retained_100k/lookup");
-    // The whole-tree lookups take 10-30 ms each: criterion's minimum sample count.
+    // The whole-tree lookups took 10-30 ms each: criterion's minimum sample count.
     group.sample_size(10);
     for (name, filter, expected) in filters {
-        let lookup = |filter: &str| {
-            let mut found = 0usize;
-            tree.for_each_matching(filter, |topic, value| {
-                black_box((topic, value));
-                found += 1;
-            });
-            found
-        };
-        assert_eq!(lookup(filter), expected, "{filter}");
+        assert_eq!(lookup(&tree, filter), expected, "{filter}");
         group.throughput(Throughput::Elements(expected as u64));
         let id = BenchmarkId::new(name, format!("{expected}_topics"));
-        group.bench_function(id, |b| b.iter(|| lookup(black_box(filter))));
+        group.bench_function(id, |b| b.iter(|| lookup(&tree, black_box(filter))));
     }
     group.finish();
+
+    let mut group = c.benchmark_group("retained_100k/collect");
+    group.sample_size(10);
+    for (name, filter, expected) in &filters[2..] {
+        group.throughput(Throughput::Elements(*expected as u64));
+        let id = BenchmarkId::new(*name, format!("{expected}_topics"));
+        group.bench_function(id, |b| {
+            b.iter_custom(|iters| {
+                let mut took = Duration::ZERO;
+                for _ in 0..iters {
+                    let mut out = Vec::new();
+                    let start = Instant::now();
+                    collect(&tree, black_box(filter), &mut out);
+                    took += start.elapsed();
+                    assert_eq!(out.len(), *expected);
+                    black_box(out.first().map(|m| m.id));
+                }
+                took
+            });
+        });
+    }
+    group.finish();
+
+    // A new device's first retained topic (three new nodes), a replaced retained message,
+    // and removals; the tree is put back as it was found.
+    let mut group = c.benchmark_group("retained_100k");
+    let message = Arc::new(Retained {
+        id: 0,
+        _rest: [0; 31],
+    });
+    let new_topics = |iters: u64| -> Vec<String> {
+        (0..iters)
+            .map(|i| format!("devices/new{i}/sensor-0/state"))
+            .collect()
+    };
+    group.bench_function(BenchmarkId::new("insert", "new_topic"), |b| {
+        b.iter_custom(|iters| {
+            let topics = new_topics(iters);
+            let start = Instant::now();
+            for topic in &topics {
+                tree.insert(topic, message.clone());
+            }
+            let took = start.elapsed();
+            for topic in &topics {
+                tree.remove(topic);
+            }
+            took
+        });
+    });
+    group.bench_function(BenchmarkId::new("remove", "new_topic"), |b| {
+        b.iter_custom(|iters| {
+            let topics = new_topics(iters);
+            for topic in &topics {
+                tree.insert(topic, message.clone());
+            }
+            let start = Instant::now();
+            for topic in &topics {
+                black_box(tree.remove(topic));
+            }
+            start.elapsed()
+        });
+    });
+    group.bench_function(BenchmarkId::new("insert", "replace"), |b| {
+        let topics: Vec<String> = (0..1000)
+            .map(|i| retained_topic(i * 7 % RETAINED_DEVICES, i % SENSORS))
+            .collect();
+        let mut next = 0usize;
+        b.iter(|| {
+            next = (next + 1) % topics.len();
+            black_box(tree.insert(&topics[next], message.clone()));
+        });
+    });
+    group.finish();
+    assert_eq!(tree.len(), RETAINED_DEVICES * SENSORS);
 }
 
 fn config() -> Criterion {

@@ -178,10 +178,18 @@ impl<K: Eq + Hash, V> SmallMap<K, V> {
 
     /// Calls `f` on every entry. Cheaper than `iter` in hot loops: no iterator enum to
     /// dispatch on per element.
-    pub(crate) fn for_each(&self, mut f: impl FnMut(&K, &V)) {
+    pub(crate) fn for_each<'a>(&'a self, mut f: impl FnMut(&'a K, &'a V)) {
         match self {
             SmallMap::Few(entries) => entries.iter().for_each(|(k, v)| f(k, v)),
             SmallMap::Many(map) => map.iter().for_each(|(k, v)| f(k, v)),
+        }
+    }
+
+    /// Calls `f` on every entry, with the value mutable.
+    pub(crate) fn for_each_mut(&mut self, mut f: impl FnMut(&K, &mut V)) {
+        match self {
+            SmallMap::Few(entries) => entries.iter_mut().for_each(|(k, v)| f(k, v)),
+            SmallMap::Many(map) => map.iter_mut().for_each(|(k, v)| f(k, v)),
         }
     }
 

@@ -770,3 +770,5 @@ fn the_low_water_mark_is_half_the_limits() {
     assert!(state.below_low_water(limits), "2 of 4 queued");
     assert!(!state.below_low_water(bytes_limited), "4 of 6 bytes queued");
 }
+
+mod packet_ids;
