@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use ferrymq_auth::{AuthConfig, Authenticator};
-use ferrymq_codec::{PublishProperties, QoS};
+use ferrymq_codec::QoS;
 use ferrymq_session::Message;
 
 use crate::{Broker, BrokerConfig, Metrics};
@@ -25,7 +25,7 @@ fn retained(topic: &str, qos: QoS, expires_at: Option<Instant>) -> Message {
         payload: Bytes::from_static(b"state"),
         qos,
         retain: true,
-        properties: PublishProperties::default(),
+        forwarded: None,
         expires_at,
         publisher: None,
         expires_on_arrival: false,
