@@ -1,13 +1,16 @@
 //! `ferrymq bench conn` against an in-process FerryMQ broker (testkit), over TCP and over
 //! WebSocket: every connection is opened, held and closed without an error.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use clap::Parser;
-use ferrymq_bench::{BenchArgs, Summary};
+use ferrymq_bench::Summary;
 use ferrymq_testkit::TestBroker;
 use ferrymq_transport::{WsConfig, bind_tcp, serve_ws};
+
+use common::run_bench;
 
 async fn conn(port: u16, transport: &str) -> Summary {
     let port = port.to_string();
@@ -30,10 +33,7 @@ async fn conn(port: u16, transport: &str) -> Summary {
         "guest",
         "--quiet",
     ];
-    let args = BenchArgs::try_parse_from(argv).expect("valid options");
-    ferrymq_bench::run_summary(&args)
-        .await
-        .expect("the run completes")
+    run_bench(&argv).await
 }
 
 fn assert_all_connected(summary: &Summary) {

@@ -2,9 +2,12 @@
 //! deliver every message exactly once, at QoS 0 (throttled, so nothing may be dropped),
 //! QoS 1 and QoS 2, over MQTT 3.1.1 and 5.
 
-use clap::Parser;
-use ferrymq_bench::{BenchArgs, Summary};
+mod common;
+
+use ferrymq_bench::Summary;
 use ferrymq_testkit::TestBroker;
+
+use common::run_bench;
 
 async fn run(broker: &TestBroker, extra: &[&str]) -> Summary {
     let port = broker.addr().port().to_string();
@@ -28,10 +31,7 @@ async fn run(broker: &TestBroker, extra: &[&str]) -> Summary {
         "--quiet",
     ];
     argv.extend_from_slice(extra);
-    let args = BenchArgs::try_parse_from(argv).expect("valid options");
-    ferrymq_bench::run_summary(&args)
-        .await
-        .expect("the run completes")
+    run_bench(&argv).await
 }
 
 fn assert_lossless(summary: &Summary) {

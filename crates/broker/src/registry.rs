@@ -105,9 +105,7 @@ impl SessionInner {
             .state
             .poll_transmit(conn, now, max_inflight, budget, out);
         let progressed = self.state.queued_len() < queued;
-        // Left queued with budget to spare: only the client's acknowledgements let it out.
-        let window_full = !transmitted.budget_exhausted && self.state.queued_len() > 0;
-        let wake = self.admit_parked(progressed, window_full, limits, now, metrics);
+        let wake = self.admit_parked(progressed, transmitted.window_full, limits, now, metrics);
         (transmitted, wake)
     }
 }

@@ -36,6 +36,9 @@ pub struct Transmitted {
     pub too_large: usize,
     /// Stopped at the byte budget with more to send: call again after writing.
     pub budget_exhausted: bool,
+    /// Stopped with more to send that only the client's acknowledgements can let out: the
+    /// in-flight window is full (or every packet identifier is in use).
+    pub window_full: bool,
 }
 
 /// What happened to a delivery offered to [`SessionState::enqueue`].
@@ -179,9 +182,7 @@ impl SessionState {
             return Err(delivery);
         }
         let mut dropped = 0;
-        while self.queue.len() >= limits.max_messages
-            || self.queue.bytes().saturating_add(weight) > limits.max_bytes
-        {
+        while !self.has_room_for(weight, limits) {
             if !self.queue.drop_oldest_qos0() {
                 // Unreachable after the check above; refusing is the safe answer anyway.
                 return Err(delivery);
@@ -190,6 +191,12 @@ impl SessionState {
         }
         self.queue.push_back(delivery);
         Ok(dropped)
+    }
+
+    /// Whether one more delivery of `weight` bytes fits the queue as it is.
+    fn has_room_for(&self, weight: usize, limits: QueueLimits) -> bool {
+        self.queue.len() < limits.max_messages
+            && self.queue.bytes().saturating_add(weight) <= limits.max_bytes
     }
 
     /// [`SessionState::offer`] for a publisher that can wait for room (back-pressure): a
@@ -204,10 +211,7 @@ impl SessionState {
         if delivery.qos != QoS::AtMostOnce {
             return self.offer(delivery, limits);
         }
-        let weight = delivery.message.weight();
-        if self.queue.len() >= limits.max_messages
-            || self.queue.bytes().saturating_add(weight) > limits.max_bytes
-        {
+        if !self.has_room_for(delivery.message.weight(), limits) {
             return Err(delivery);
         }
         self.queue.push_back(delivery);
@@ -247,6 +251,7 @@ impl SessionState {
         let mut spent = 0usize;
         while let Some(front) = self.queue.front() {
             if front.qos != QoS::AtMostOnce && self.inflight.len() >= window {
+                dropped.window_full = true;
                 break;
             }
             if spent >= budget {
@@ -268,6 +273,7 @@ impl SessionState {
                     None => {
                         // Every identifier is in use: wait for acknowledgements.
                         self.queue.push_front(delivery);
+                        dropped.window_full = true;
                         break;
                     }
                 },

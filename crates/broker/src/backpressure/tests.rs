@@ -104,6 +104,16 @@ fn poll_parked(session: &SessionHandle, connection: u64, task: &Arc<Task>) -> Po
     session.poll_parked(connection, &mut Context::from_waker(&waker))
 }
 
+/// The tasks of publishers `connections`, each checked to be waiting in `session` (and so
+/// registered to be woken).
+fn waiting<const N: usize>(session: &SessionHandle, connections: [u64; N]) -> [Arc<Task>; N] {
+    connections.map(|connection| {
+        let task = Arc::new(Task::default());
+        assert!(poll_parked(session, connection, &task).is_pending());
+        task
+    })
+}
+
 /// The subscriber's connection sends what its window (`window` in flight) allows and, as
 /// `transmit` does, lets waiting deliveries in; returns the payloads sent.
 fn transmit(
@@ -171,9 +181,7 @@ fn a_full_queue_parks_and_lets_in_at_the_low_water_mark_oldest_first() {
         offer(&broker, &session, "b", publisher(12, now)),
         Delivered::Parked
     );
-    let (a, b) = (Arc::new(Task::default()), Arc::new(Task::default()));
-    assert!(poll_parked(&session, 11, &a).is_pending());
-    assert!(poll_parked(&session, 12, &b).is_pending());
+    let [a, b] = waiting(&session, [11, 12]);
 
     // One sent: 3 of 4 queued is above the low-water mark (2), nobody comes in yet.
     let mut conn = ConnectionState::new(ProtocolVersion::V5, now);
@@ -319,9 +327,7 @@ fn a_subscriber_that_goes_offline_settles_its_publishers_by_the_offline_policy()
         offer(&broker, &session, "b", publisher(12, now)),
         Delivered::Parked
     );
-    let (a, b) = (Arc::new(Task::default()), Arc::new(Task::default()));
-    assert!(poll_parked(&session, 11, &a).is_pending());
-    assert!(poll_parked(&session, 12, &b).is_pending());
+    let [a, b] = waiting(&session, [11, 12]);
     // One sent: there is room for one, but above the low-water mark nobody came in yet.
     let mut conn = ConnectionState::new(ProtocolVersion::V5, now);
     transmit(&broker, &session, &mut conn, 1, now);
@@ -407,8 +413,7 @@ fn qos0_waits_for_a_subscriber_the_broker_is_behind_with() {
         offer_at(&broker, &session, "a", q0, publisher(11, now)),
         Delivered::Parked
     );
-    let a = Arc::new(Task::default());
-    assert!(poll_parked(&session, 11, &a).is_pending());
+    let [a] = waiting(&session, [11]);
     let mut conn = ConnectionState::new(ProtocolVersion::V5, now);
     assert_eq!(transmit(&broker, &session, &mut conn, 1, now), ["0", "1"]);
     assert_eq!(a.wakes(), 1);
@@ -435,9 +440,7 @@ fn a_blocked_write_lets_waiting_qos0_publishers_go_and_keeps_qos1_ones() {
         offer(&broker, &session, "b", publisher(12, now)),
         Delivered::Parked
     );
-    let (a, b) = (Arc::new(Task::default()), Arc::new(Task::default()));
-    assert!(poll_parked(&session, 11, &a).is_pending());
-    assert!(poll_parked(&session, 12, &b).is_pending());
+    let [a, b] = waiting(&session, [11, 12]);
 
     // The subscriber's socket stops taking data: its client is now the limit.
     let writer = Arc::new(Task::default());
@@ -482,8 +485,7 @@ fn a_full_window_lets_waiting_qos0_publishers_go() {
         offer_at(&broker, &session, "a", QoS::AtMostOnce, publisher(11, now)),
         Delivered::Parked
     );
-    let a = Arc::new(Task::default());
-    assert!(poll_parked(&session, 11, &a).is_pending());
+    let [a] = waiting(&session, [11]);
     // This turn finds the window full: the client is the limit, "a" stops waiting. The
     // queue holds only QoS 1 messages, so there is no room to make: it is dropped.
     assert!(transmit(&broker, &session, &mut conn, 1, now).is_empty());
