@@ -50,6 +50,10 @@ if ((tests_only == 0)); then
     fi
     step "cargo build --release" cargo build --release
     step "cargo test --release" cargo test --workspace --release
+    # The protocol suite again with every MQTT/TCP connection hibernating as soon as it is
+    # quiet for a millisecond: sleeping must change nothing a client can see.
+    step "cargo test --release: testkit, hibernating at every pause" \
+        env FERRYMQ_TEST_HIBERNATE_MS=1 cargo test --release -p ferrymq-testkit
 fi
 
 step "install test dependencies" bash scripts/install-test-deps.sh

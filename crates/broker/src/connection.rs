@@ -185,6 +185,15 @@ impl Connection {
         }
     }
 
+    /// Whether the transport may put this quiet connection to sleep without a task of its
+    /// own: it is connected, not parked by back-pressure, and has nothing left to write.
+    /// While it sleeps the transport must still wake it for its socket, for its session
+    /// (through the waker it leaves with [`Connection::poll_wake`]) and at
+    /// [`Connection::deadline`].
+    pub fn can_hibernate(&self) -> bool {
+        self.established.is_some() && !self.closed && !self.is_parked() && self.output.is_empty()
+    }
+
     /// What a connection whose write is blocked waits for besides the socket: a takeover or
     /// a kick (checked with [`Connection::check_attached`]). New deliveries do not wake it
     /// (it could not send them); they are noted and handled once the write is done, as is a

@@ -54,6 +54,9 @@ macro_rules! counters {
 counters! {
     /// Network connections currently open (authenticated or not).
     Gauge connections_open,
+    /// Idle MQTT/TCP connections currently sleeping without a task of their own
+    /// (`hibernate_after_secs`); they are also counted in `connections_open`.
+    Gauge connections_hibernated,
     /// Network connections accepted since start.
     Counter connections_accepted,
     /// Connections refused because `max_connections` was reached.

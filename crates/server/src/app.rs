@@ -65,6 +65,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             proxy: settings.mqtt_proxy.clone(),
             tls: None,
             vhost: settings.mqtt_vhost.clone(),
+            hibernate_after: settings.mqtt_hibernate_after,
         };
         listeners.push(tokio::spawn(serve_mqtt(listener, broker.clone(), options)));
     }
@@ -94,6 +95,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                 proxy: settings.tls_proxy.clone(),
                 tls: Some(tls.clone()),
                 vhost: settings.tls_vhost.clone(),
+                hibernate_after: None,
             };
             listeners.push(tokio::spawn(serve_mqtt(listener, broker.clone(), options)));
         }

@@ -43,6 +43,9 @@ pub struct Settings {
     pub mqtt_listen: Vec<SocketAddr>,
     /// The MQTT/TCP listeners' default vhost (`mqtt.vhost`); `None`: `/`.
     pub mqtt_vhost: Option<Arc<str>>,
+    /// MQTT/TCP connections quiet this long sleep without a task of their own
+    /// (`mqtt.hibernate_after_secs`); `None`: never.
+    pub mqtt_hibernate_after: Option<Duration>,
     /// Where the broker keeps its data.
     pub data_dir: PathBuf,
     /// A `tracing` filter (already checked to parse).
@@ -106,6 +109,10 @@ pub const DEFAULT_DATA_DIR: &str = "./data";
 pub const DEFAULT_LOG_LEVEL: &str = "info";
 /// Default `server.shutdown_grace_secs`.
 pub const DEFAULT_SHUTDOWN_GRACE_SECS: u64 = 5;
+/// Default `mqtt.hibernate_after_secs`: long enough that a client talking every few
+/// seconds never sleeps (waking costs a task and four `epoll_ctl` calls), short enough that
+/// the idle majority of a device fleet sleeps within seconds of its last packet.
+pub const DEFAULT_HIBERNATE_AFTER_SECS: u64 = 5;
 
 /// The built-in defaults: the same values as a config file with no keys (a test checks that
 /// `ferrymq.example.toml` resolves to them too).
@@ -119,6 +126,8 @@ impl Default for Settings {
             // mqtt.listen = ["0.0.0.0:1883"]
             mqtt_listen: vec![SocketAddr::from(([0, 0, 0, 0], 1883))],
             mqtt_vhost: None,
+            // mqtt.hibernate_after_secs = 5
+            mqtt_hibernate_after: Some(Duration::from_secs(DEFAULT_HIBERNATE_AFTER_SECS)),
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
             log_level: DEFAULT_LOG_LEVEL.to_owned(),
             shutdown_grace: Duration::from_secs(DEFAULT_SHUTDOWN_GRACE_SECS),

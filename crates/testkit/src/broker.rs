@@ -76,6 +76,16 @@ impl TestBrokerBuilder {
         self
     }
 
+    /// Lets connections quiet for `after` sleep without a task (`mqtt.hibernate_after_secs`
+    /// of the binary, whose default is 5 s). Off unless set here or by the environment
+    /// variable `FERRYMQ_TEST_HIBERNATE_MS`, which turns it on for every test broker: run
+    /// the suite with `FERRYMQ_TEST_HIBERNATE_MS=1` to see every behaviour hold while
+    /// connections fall asleep at every pause.
+    pub fn hibernate_after(mut self, after: Duration) -> Self {
+        self.listener.hibernate_after = Some(after);
+        self
+    }
+
     /// Lets clients without a username in (as user `anonymous`).
     pub fn allow_anonymous(mut self, allow: bool) -> Self {
         self.auth.allow_anonymous = allow;
@@ -107,10 +117,22 @@ impl TestBrokerBuilder {
             }
             None => Broker::new(self.config, auth),
         };
+        let mut options = self.listener;
+        if options.hibernate_after.is_none()
+            && let Ok(ms) = std::env::var("FERRYMQ_TEST_HIBERNATE_MS")
+        {
+            let ms = ms.parse().map_err(|error| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("FERRYMQ_TEST_HIBERNATE_MS: {error}"),
+                )
+            })?;
+            options.hibernate_after = Some(Duration::from_millis(ms));
+        }
         let listener = bind_tcp(SocketAddr::from(([127, 0, 0, 1], 0)))?;
         let addr = listener.local_addr()?;
         let accept = match self.keep_alive_grace {
-            None => tokio::spawn(serve_mqtt(listener, Arc::clone(&broker), self.listener)),
+            None => tokio::spawn(serve_mqtt(listener, Arc::clone(&broker), options)),
             Some(grace) => tokio::spawn(serve_with_grace(listener, Arc::clone(&broker), grace)),
         };
         Ok(TestBroker {

@@ -424,6 +424,7 @@ async fn the_hook_sees_the_selected_vhost_and_the_real_address() {
             },
             tls: None,
             vhost: Some(Arc::from("web")),
+            hibernate_after: None,
         })
         .start()
         .await;

@@ -78,6 +78,12 @@ pub trait ConnectionIo: AsyncRead + AsyncWrite + Unpin {
     /// earlier). What it queues is written by the task's next flush.
     fn on_timer(&mut self, _now: Instant) {}
 
+    /// Whether the stream holds bytes it read from the socket and has not returned yet.
+    /// A stream that may (TLS, WebSocket) never sleeps (see [`crate::hibernate`]).
+    fn buffered(&self) -> bool {
+        false
+    }
+
     /// The closing handshake, once everything was written and flushed; the stream is
     /// dropped (closed) right after. The default is `poll_shutdown`.
     fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -110,18 +116,45 @@ impl ConnectionIo for hyper_util::rt::TokioIo<hyper::upgrade::Upgraded> {}
 /// Serves one client connection over `stream` until it closes. Never panics on peer input:
 /// every error ends this connection only. Spawn the returned future as its own task.
 pub fn run_connection<S: ConnectionIo>(stream: S, conn: Connection) -> impl Future<Output = ()> {
-    let mut task = Task {
-        stream,
-        conn,
-        input: BytesMut::new(),
-    };
+    let mut task = Task::new(stream, conn);
     // `task` lives in this block's state once; an `async fn` taking it by value would keep
     // a second copy of its arguments alongside it for the connection's whole life.
-    async move { task.run().await }
+    async move {
+        task.run(None).await;
+    }
+}
+
+/// How long a connection must be quiet before it may sleep, in milliseconds: four bytes
+/// in the task's state where a `Duration` would take sixteen (and a 128-byte task cell more
+/// for some streams).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct IdleLimit(std::num::NonZeroU32);
+
+impl IdleLimit {
+    /// `after`, at least a millisecond and at most 49 days.
+    pub(crate) fn new(after: Duration) -> IdleLimit {
+        let ms = u32::try_from(after.as_millis()).unwrap_or(u32::MAX);
+        IdleLimit(std::num::NonZeroU32::new(ms).unwrap_or(std::num::NonZeroU32::MIN))
+    }
+
+    fn get(self) -> Duration {
+        Duration::from_millis(u64::from(self.0.get()))
+    }
+}
+
+/// How a connection's task ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// The connection is closed.
+    Closed,
+    /// The connection was quiet for the hibernation time and may sleep without a task
+    /// (see [`crate::hibernate`]): it is established, has nothing to write, nothing
+    /// buffered and no timer of the stream's own.
+    Quiet,
 }
 
 /// The connection's state while it lives.
-struct Task<S> {
+pub(crate) struct Task<S> {
     stream: S,
     conn: Connection,
     /// Bytes read and not yet decoded; unallocated while idle.
@@ -135,6 +168,9 @@ enum Timer {
     Off,
     /// The earliest of the CONNECT / keep-alive deadline and the stream's timer.
     Deadline,
+    /// With hibernation: check whether the connection was quiet since the last check
+    /// (earlier than any deadline; a deadline that comes first displaces it until it fired).
+    Idle,
     /// A blocked write must make progress by then.
     Stall,
     /// The ending connection's last write and close must be done by then.
@@ -160,6 +196,11 @@ struct Waits<'p> {
     /// The peer closed its side while the connection was parked: close once what was read
     /// before is handled.
     eof: bool,
+    /// With hibernation: the connection read or was woken since the last idle check.
+    active: bool,
+    /// With hibernation: an earlier deadline took the timer from the idle check, which is
+    /// armed again once that deadline fired.
+    idle_displaced: bool,
 }
 
 impl Waits<'_> {
@@ -184,7 +225,19 @@ struct Events {
     read: Option<io::Result<usize>>,
     wake: bool,
     deadline: bool,
+    /// The idle check is due (with hibernation).
+    idle: bool,
     shutdown: bool,
+}
+
+/// How the connection loop ended.
+enum Ending {
+    /// The connection ends and the stream can still take a close handshake.
+    Graceful,
+    /// The connection ends; the stream failed or timed out.
+    Abrupt,
+    /// The connection goes to sleep (hibernation).
+    Quiet,
 }
 
 /// How a write ended.
@@ -197,11 +250,29 @@ enum Written {
 }
 
 impl<S: ConnectionIo> Task<S> {
+    pub(crate) fn new(stream: S, conn: Connection) -> Task<S> {
+        Task {
+            stream,
+            conn,
+            input: BytesMut::new(),
+        }
+    }
+
+    /// The stream and the connection of a task that ended [`Outcome::Quiet`].
+    pub(crate) fn into_parts(self) -> (S, Connection) {
+        (self.stream, self.conn)
+    }
+
+    /// Serves the connection until it closes or, when `hibernate_after` is set, until it
+    /// was quiet that long (at most twice that) and may sleep without its task.
     #[allow(
         clippy::manual_async_fn,
         reason = "an `async fn` keeps `self` twice in its state (argument and local)"
     )]
-    fn run(&mut self) -> impl Future<Output = ()> + '_ {
+    pub(crate) fn run(
+        &mut self,
+        hibernate_after: Option<IdleLimit>,
+    ) -> impl Future<Output = Outcome> + '_ {
         async move {
             let shutdown = self.conn.broker().shutdown_token().clone();
             let mut waits = Waits {
@@ -213,25 +284,26 @@ impl<S: ConnectionIo> Task<S> {
                 woken: false,
                 parked: false,
                 eof: false,
+                active: false,
+                idle_displaced: false,
             };
-            // Whether the stream can still take a close handshake.
-            let graceful = loop {
+            let ending = loop {
                 match poll_fn(|cx| self.poll_write(cx, &mut waits)).await {
-                    Written::Done if waits.closing => break true,
+                    Written::Done if waits.closing => break Ending::Graceful,
                     Written::Done => {}
                     Written::TimedOut => {
                         self.log_timeout(waits.closing);
-                        break false;
+                        break Ending::Abrupt;
                     }
                     Written::Failed(error) => {
                         tracing::debug!(peer = %self.conn.peer(), %error, "write failed");
-                        break false;
+                        break Ending::Abrupt;
                     }
                 }
                 self.release_oversized_buffers();
-                self.arm_deadline(&mut waits);
+                self.arm_deadline(&mut waits, hibernate_after);
                 // A block, so that only what is needed past the await below is kept across it.
-                let (mut result, input, wake, deadline) = {
+                let (mut result, input, wake, deadline, idle) = {
                     let events = poll_fn(|cx| self.poll_events(cx, &mut waits)).await;
                     let input = matches!(events.read, Some(Ok(1..)));
                     (
@@ -239,8 +311,10 @@ impl<S: ConnectionIo> Task<S> {
                         input,
                         events.wake,
                         events.deadline,
+                        events.idle,
                     )
                 };
+                waits.active |= input || wake;
                 if result.is_ok() && wake {
                     result = self.conn.on_wake();
                 }
@@ -264,13 +338,24 @@ impl<S: ConnectionIo> Task<S> {
                     // A parked connection whose subscribers stalled was let go: its input
                     // is handled at the next turn.
                     waits.woken |= waits.parked && !self.conn.is_parked();
+                    // An idle check this deadline displaced is armed again next turn.
+                    waits.idle_displaced = false;
+                }
+                if let (Ok(()), true, Some(after)) = (result, idle, hibernate_after) {
+                    if !std::mem::take(&mut waits.active) && self.may_sleep(&waits) {
+                        break Ending::Quiet;
+                    }
+                    waits.set_timer(Instant::now() + after.get(), Timer::Idle);
                 }
                 if result.is_err() {
                     waits.start_closing();
                 }
             };
+            if let Ending::Quiet = ending {
+                return Outcome::Quiet;
+            }
             self.conn.on_closed();
-            if graceful {
+            if let Ending::Graceful = ending {
                 let close = poll_fn(|cx| {
                     if let Poll::Ready(result) = self.stream.poll_close(cx) {
                         return Poll::Ready(result);
@@ -282,7 +367,18 @@ impl<S: ConnectionIo> Task<S> {
                     tracing::debug!(peer = %self.conn.peer(), %error, "close handshake incomplete");
                 }
             }
+            Outcome::Closed
         }
+    }
+
+    /// Whether nothing but the socket, the session and the deadline can need this
+    /// connection next: then it may sleep without its task.
+    fn may_sleep(&self, waits: &Waits<'_>) -> bool {
+        !(waits.closing || waits.burst || waits.woken || waits.parked || waits.eof)
+            && self.input.is_empty()
+            && self.stream.timer().is_none()
+            && !self.stream.buffered()
+            && self.conn.can_hibernate()
     }
 
     /// The events that end the connection before any input is handled: shutdown, end of
@@ -324,16 +420,32 @@ impl<S: ConnectionIo> Task<S> {
     /// Points the timer at the earliest deadline. Deadlines only move later while a
     /// connection is quiet (each packet pushes the keep-alive deadline out), so the timer
     /// is moved only when it would fire late; firing early costs one check and a re-arm.
-    fn arm_deadline(&mut self, waits: &mut Waits<'_>) {
+    ///
+    /// With hibernation the timer also serves the idle check, which is armed with a clock
+    /// read only when it is not already pending: once after CONNECT, after a deadline that
+    /// displaced it fired, after a blocked write used the timer. While traffic flows it is
+    /// left alone and re-armed when it fires.
+    fn arm_deadline(&mut self, waits: &mut Waits<'_>, hibernate_after: Option<IdleLimit>) {
+        if let Some(after) = hibernate_after
+            && waits.timer_for != Timer::Idle
+            && !waits.idle_displaced
+            && self.conn.can_hibernate()
+        {
+            waits.set_timer(Instant::now() + after.get(), Timer::Idle);
+        }
         let keep_alive = self.conn.deadline().map(Instant::from_std);
         let next = match (keep_alive, self.stream.timer()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
         match (next, waits.timer_for) {
+            (None, Timer::Idle) => {}
             (None, _) => waits.timer_for = Timer::Off,
-            (Some(at), Timer::Deadline) if waits.timer.deadline() <= at => {}
-            (Some(at), _) => waits.set_timer(at, Timer::Deadline),
+            (Some(at), Timer::Deadline | Timer::Idle) if waits.timer.deadline() <= at => {}
+            (Some(at), purpose) => {
+                waits.idle_displaced |= purpose == Timer::Idle;
+                waits.set_timer(at, Timer::Deadline);
+            }
         }
     }
 
@@ -348,9 +460,12 @@ impl<S: ConnectionIo> Task<S> {
         // Every source is polled on every wake-up, so a flood on one (deliveries) cannot
         // starve another (the client's acknowledgements).
         events.wake = std::mem::take(&mut waits.woken) | self.conn.poll_wake(cx).is_ready();
-        if waits.timer_for == Timer::Deadline && waits.timer.as_mut().poll(cx).is_ready() {
+        if matches!(waits.timer_for, Timer::Deadline | Timer::Idle)
+            && waits.timer.as_mut().poll(cx).is_ready()
+        {
+            events.deadline = waits.timer_for == Timer::Deadline;
+            events.idle = waits.timer_for == Timer::Idle;
             waits.timer_for = Timer::Off;
-            events.deadline = true;
         }
         if !waits.eof
             && self.conn.wants_input(self.input.len())
@@ -358,7 +473,7 @@ impl<S: ConnectionIo> Task<S> {
         {
             events.read = Some(read);
         }
-        if events.wake || events.deadline || events.read.is_some() {
+        if events.wake || events.deadline || events.idle || events.read.is_some() {
             return Poll::Ready(events);
         }
         // Nothing to do: the connection goes to sleep, and keeps no empty buffer while it

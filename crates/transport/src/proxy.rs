@@ -328,6 +328,10 @@ impl<S: ConnectionIo> ConnectionIo for Rewind<S> {
         }
     }
 
+    fn buffered(&self) -> bool {
+        !self.prefix.is_empty() || self.inner.buffered()
+    }
+
     fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.inner.poll_close(cx)
     }

@@ -9,6 +9,7 @@ use ferrymq_broker::{Broker, Connection, ConnectionPermit, Transport};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::driver::run_connection;
+use crate::hibernate::Hibernation;
 use crate::proxy::{Rewind, TrustedProxies, read_proxy_header};
 use crate::tls::TlsReloader;
 
@@ -70,6 +71,9 @@ pub struct MqttListenerOptions {
     /// The listener's default vhost (RabbitMQ's port-to-vhost mapping): clients whose user
     /// name has no `vhost:` prefix land there. `None`: the vhost `/`.
     pub vhost: Option<Arc<str>>,
+    /// Connections quiet this long sleep without a task of their own
+    /// ([`crate::hibernate`]); plain TCP only (ignored with TLS). `None`: never.
+    pub hibernate_after: Option<Duration>,
 }
 
 impl MqttListenerOptions {
@@ -155,12 +159,27 @@ pub async fn serve_tcp(listener: TcpListener, broker: Arc<Broker>) {
 /// broker shuts down. The PROXY header and the TLS handshake must complete within the
 /// CONNECT timeout.
 pub async fn serve_mqtt(listener: TcpListener, broker: Arc<Broker>, options: MqttListenerOptions) {
+    let hibernation = match options.hibernate_after {
+        Some(after) if options.tls.is_none() => {
+            match Hibernation::start(after, broker.shutdown_token().clone()) {
+                Ok(hibernation) => Some(hibernation),
+                Err(error) => {
+                    tracing::warn!(%error, "idle connections will not hibernate: no epoll set");
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
     let options = Arc::new(options);
     accept_loop(listener, &broker.clone(), |stream, peer, permit| {
         if !options.proxy.proxy_protocol && options.tls.is_none() {
             // The common case stays a direct spawn: no extra state per connection.
             let conn = options.connection(Arc::clone(&broker), peer, permit);
-            tokio::spawn(run_connection(stream, conn));
+            match &hibernation {
+                Some(hibernation) => hibernation.run(stream, conn),
+                None => drop(tokio::spawn(run_connection(stream, conn))),
+            }
             return;
         }
         tokio::spawn(mqtt_connection(
@@ -169,6 +188,7 @@ pub async fn serve_mqtt(listener: TcpListener, broker: Arc<Broker>, options: Mqt
             permit,
             Arc::clone(&broker),
             Arc::clone(&options),
+            hibernation.clone(),
         ));
     })
     .await;
@@ -180,6 +200,7 @@ async fn mqtt_connection(
     permit: ConnectionPermit,
     broker: Arc<Broker>,
     options: Arc<MqttListenerOptions>,
+    hibernation: Option<Hibernation>,
 ) {
     let timeout = broker.config().mqtt.connect_timeout;
     let deadline = tokio::time::Instant::now() + timeout;
@@ -196,7 +217,10 @@ async fn mqtt_connection(
     // preamble needed (this function's arguments) is not kept for the connection's life.
     let Some(tls) = &options.tls else {
         let conn = options.connection(broker, peer, permit);
-        tokio::spawn(run_connection(stream, conn));
+        match hibernation {
+            Some(hibernation) => hibernation.run(stream, conn),
+            None => drop(tokio::spawn(run_connection(stream, conn))),
+        }
         return;
     };
     let handshake = Box::pin(tls.mqtt_acceptor().accept(stream));

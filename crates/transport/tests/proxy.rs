@@ -48,6 +48,7 @@ async fn mqtt_behind_a_trusted_proxy() {
             proxy: proxy(&["127.0.0.0/8"]),
             tls: None,
             vhost: None,
+            hibernate_after: None,
         },
     );
     assert_eq!(
@@ -87,6 +88,7 @@ async fn proxy_headers_from_untrusted_peers_are_refused() {
             proxy: proxy(&["10.0.0.0/8"]),
             tls: None,
             vhost: None,
+            hibernate_after: None,
         },
     );
     assert_eq!(login_behind(addr, &v1("127.0.0.7")).await, None);

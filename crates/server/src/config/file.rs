@@ -58,6 +58,7 @@ pub(crate) struct MqttSection {
     pub(crate) maximum_qos: Option<Spanned<i64>>,
     pub(crate) proxy_protocol: Option<Spanned<bool>>,
     pub(crate) vhost: Option<Spanned<String>>,
+    pub(crate) hibernate_after_secs: Option<Spanned<i64>>,
 }
 
 /// `[auth]`

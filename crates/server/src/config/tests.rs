@@ -51,6 +51,7 @@ fn defaults_are_the_documented_ones() {
     assert!(settings.auth.users.is_empty());
     assert_eq!(settings.broker.mqtt.server_keep_alive, None);
     assert_eq!(settings.broker.mqtt.maximum_qos, QoS::ExactlyOnce);
+    assert_eq!(settings.mqtt_hibernate_after, Some(Duration::from_secs(5)));
 }
 
 #[test]
@@ -235,6 +236,7 @@ max_session_expiry_secs = 3600
 retain_available = false
 shared_subscriptions_available = false
 maximum_qos = 1
+hibernate_after_secs = 30
 
 [auth]
 allow_anonymous = true
@@ -283,6 +285,7 @@ topic_alias_maximum = 0
     assert!(!m.retain_available);
     assert!(!m.shared_subscriptions_available);
     assert_eq!(m.maximum_qos, QoS::AtLeastOnce);
+    assert_eq!(s.mqtt_hibernate_after, Some(Duration::from_secs(30)));
     assert!(s.auth.allow_anonymous);
     assert_eq!(s.auth.users.len(), 2);
     assert!(s.auth.users[0].loopback_only);
@@ -359,6 +362,16 @@ fn bad_listen_addresses_are_pointed_at() {
         ]
     );
     assert!(one_problem("[mqtt]\nlisten = \"0.0.0.0\"\n").starts_with("f.toml:2:10: mqtt.listen:"));
+}
+
+#[test]
+fn hibernate_after_zero_turns_hibernation_off() {
+    let s = parse("f.toml", "[mqtt]\nhibernate_after_secs = 0\n").unwrap();
+    assert_eq!(s.mqtt_hibernate_after, None);
+    assert_eq!(
+        one_problem("[mqtt]\nhibernate_after_secs = -1"),
+        "f.toml:2:24: mqtt.hibernate_after_secs must be between 0 and 86400, not -1"
+    );
 }
 
 #[test]

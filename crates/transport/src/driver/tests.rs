@@ -47,6 +47,22 @@ async fn an_mqtt_tcp_task_fits_an_896_byte_cell() {
     );
 }
 
+/// With hibernation the task is `hibernate::serve`: the same loop, plus the handle of the
+/// listener's sleepers and the idle limit.
+#[tokio::test]
+async fn a_hibernating_mqtt_tcp_task_fits_an_896_byte_cell() {
+    let (stream, conn, _client) = connection().await;
+    let shutdown = conn.broker().shutdown_token().clone();
+    let hibernation =
+        crate::hibernate::Hibernation::start(Duration::from_secs(5), shutdown).unwrap();
+    let task = crate::hibernate::serve(stream, conn, hibernation);
+    let size = std::mem::size_of_val(&task);
+    assert!(
+        size <= 792,
+        "the hibernating MQTT/TCP connection future is {size} bytes"
+    );
+}
+
 #[tokio::test]
 async fn a_websocket_task_fits_a_1024_byte_cell() {
     let (stream, conn, _client) = connection().await;

@@ -33,6 +33,16 @@ impl Resolver<'_> {
             trusted: Arc::clone(&trusted),
         };
         settings.mqtt_vhost = self.vhost(&file.mqtt.vhost, "mqtt.vhost");
+        let default_after = settings
+            .mqtt_hibernate_after
+            .map_or(0, |after| after.as_secs());
+        let after = self.int(
+            &file.mqtt.hibernate_after_secs,
+            "mqtt.hibernate_after_secs",
+            (0, 86_400),
+            default_after,
+        );
+        settings.mqtt_hibernate_after = (after != 0).then(|| Duration::from_secs(after));
         let ws = &file.websocket;
         let defaults = self.ws_defaults(ws, &trusted);
         if let Some(listen) = &ws.listen {

@@ -1,0 +1,398 @@
+//! Idle MQTT/TCP connections hibernate: after `hibernate_after` without traffic a
+//! connection gives up its task and its place in tokio's reactor, and waits as one small
+//! record in an epoll set of its own until the client sends something, its session has
+//! news (a delivery, a takeover, a kick), its deadline passes (keep-alive, token expiry) or
+//! the broker shuts down. Then it gets a new task and carries on as if it had never slept.
+//!
+//! Why: most connections of an IoT broker are idle most of the time, and an idle
+//! connection's task (its future plus tokio's header, in a 128-byte-aligned cell) and its
+//! reactor registration (tokio's 256-byte `ScheduledIo`) are most of what it costs. A
+//! sleeping connection keeps only its `Connection` (boxed), a slot here, a timer entry
+//! and the waker its session holds. RabbitMQ hibernates idle connection processes for the
+//! same reason.
+//!
+//! Only plain TCP sleeps: a TLS stream keeps decrypted bytes and session state of its own,
+//! and a WebSocket stream its frame state and ping timer, that the socket's readiness
+//! cannot stand for.
+
+use std::future::Future;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::Duration;
+
+use ferrymq_broker::Connection;
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Token};
+use slab::Slab;
+use tokio::io::unix::AsyncFd;
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+use tokio_util::time::DelayQueue;
+use tokio_util::time::delay_queue;
+
+use crate::driver::{ConnectionIo, IdleLimit, Outcome, Task};
+use crate::proxy::Rewind;
+
+/// Readiness events taken from the epoll set per system call.
+const EVENTS_PER_POLL: usize = 256;
+
+/// The sleeping connections of one listener. Cloning shares them.
+#[derive(Clone)]
+pub struct Hibernation {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    /// How long a connection must be quiet before it sleeps (it sleeps at the first check
+    /// after that, so after at most twice this).
+    after: Duration,
+    /// Registers and deregisters sleepers' sockets in the epoll set that the watcher polls.
+    registry: mio::Registry,
+    sleepers: Mutex<Sleepers>,
+    /// Sleepers whose session woke them, for the watcher. Separate from `sleepers`
+    /// because sessions wake under their own lock, which `hibernate` takes while holding
+    /// `sleepers`.
+    woken: Mutex<Vec<Ticket>>,
+    news: tokio::sync::Notify,
+}
+
+struct Sleepers {
+    slots: Slab<Sleeper>,
+    /// Each sleeper's deadline (keep-alive, token expiry), in a timer wheel.
+    deadlines: DelayQueue<Ticket>,
+    next_generation: u32,
+    /// The broker is shutting down: every sleeper was woken and no new one is taken.
+    closed: bool,
+}
+
+struct Sleeper {
+    socket: std::net::TcpStream,
+    conn: Box<Connection>,
+    deadline: Option<delay_queue::Key>,
+    generation: u32,
+}
+
+/// A sleeper's slot and the generation it was put there with: a wake that arrives after
+/// the slot was reused for another connection is recognised and ignored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Ticket {
+    slot: u32,
+    generation: u32,
+}
+
+impl Ticket {
+    fn token(self) -> Token {
+        Token(((self.generation as usize) << 32) | self.slot as usize)
+    }
+
+    fn from_token(token: Token) -> Ticket {
+        Ticket {
+            slot: token.0 as u32,
+            generation: (token.0 >> 32) as u32,
+        }
+    }
+}
+
+/// The waker a sleeper leaves with its session.
+struct Alarm {
+    shared: Weak<Shared>,
+    ticket: Ticket,
+}
+
+impl Wake for Alarm {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        if let Some(shared) = self.shared.upgrade() {
+            lock(&shared.woken).push(self.ticket);
+            shared.news.notify_one();
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Hibernation {
+    /// Starts the watcher task of one listener: connections quiet for `after` sleep until
+    /// their socket, session or deadline needs them, or until `shutdown`.
+    pub fn start(after: Duration, shutdown: CancellationToken) -> io::Result<Hibernation> {
+        let poll = mio::Poll::new()?;
+        let shared = Arc::new(Shared {
+            after,
+            registry: poll.registry().try_clone()?,
+            sleepers: Mutex::new(Sleepers {
+                slots: Slab::new(),
+                deadlines: DelayQueue::new(),
+                next_generation: 0,
+                closed: false,
+            }),
+            woken: Mutex::new(Vec::new()),
+            news: tokio::sync::Notify::new(),
+        });
+        // Deprecated in favour of an `unsafe` constructor (the workspace forbids `unsafe`)
+        // whose contract is that the descriptor stays open and the same while registered:
+        // `mio::Poll` owns its epoll descriptor and never replaces it.
+        #[allow(
+            deprecated,
+            reason = "the only constructor without `unsafe`; see above"
+        )]
+        let poll = AsyncFd::with_interest(EpollSet(poll), tokio::io::Interest::READABLE)?;
+        tokio::spawn(watch(poll, Arc::clone(&shared), shutdown));
+        Ok(Hibernation { shared })
+    }
+
+    /// How long a connection must be quiet before it sleeps.
+    pub fn after(&self) -> Duration {
+        self.shared.after
+    }
+
+    /// Serves a connection over `stream` (a task of its own, as
+    /// [`crate::driver::run_connection`]), letting it sleep here whenever it is quiet.
+    pub(crate) fn run<S: Sleepable>(&self, stream: S, conn: Connection) {
+        tokio::spawn(serve(stream, conn, self.clone()));
+    }
+
+    /// Puts a quiet connection to sleep, or, if something already needs it, serves it on.
+    fn hibernate(&self, stream: TcpStream, conn: Connection) {
+        let mut conn = conn;
+        let socket = match stream.into_std() {
+            Ok(socket) => socket,
+            Err(error) => {
+                tracing::debug!(peer = %conn.peer(), %error, "could not hibernate: closing");
+                conn.on_closed();
+                return;
+            }
+        };
+        let mut sleepers = lock(&self.shared.sleepers);
+        if sleepers.closed {
+            drop(sleepers);
+            return self.wake_up(socket, conn);
+        }
+        let sleepers = &mut *sleepers;
+        let entry = sleepers.slots.vacant_entry();
+        let ticket = Ticket {
+            slot: entry.key() as u32,
+            generation: sleepers.next_generation,
+        };
+        sleepers.next_generation = sleepers.next_generation.wrapping_add(1);
+        // From here on the session wakes the alarm; a wake before the slot is filled
+        // waits in `woken` for the watcher, which takes `sleepers` only after this.
+        let alarm = Waker::from(Arc::new(Alarm {
+            shared: Arc::downgrade(&self.shared),
+            ticket,
+        }));
+        if conn.poll_wake(&mut Context::from_waker(&alarm)).is_ready() {
+            return self.wake_up(socket, conn);
+        }
+        // Edge-triggered, and reported at once if bytes arrived since the task last read.
+        let registered = self.shared.registry.register(
+            &mut SourceFd(&socket.as_raw_fd()),
+            ticket.token(),
+            Interest::READABLE,
+        );
+        if let Err(error) = registered {
+            tracing::debug!(peer = %conn.peer(), %error, "could not hibernate");
+            return self.wake_up(socket, conn);
+        }
+        let deadline = conn
+            .deadline()
+            .map(|at| sleepers.deadlines.insert_at(ticket, at.into()));
+        conn.broker()
+            .metrics()
+            .connections_hibernated
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::trace!(peer = %conn.peer(), "connection hibernates");
+        entry.insert(Sleeper {
+            socket,
+            conn: Box::new(conn),
+            deadline,
+            generation: ticket.generation,
+        });
+    }
+
+    /// Takes a sleeper out (unless `ticket` is stale) and serves it on.
+    fn resume(&self, ticket: Ticket) {
+        let sleeper = {
+            let mut sleepers = lock(&self.shared.sleepers);
+            let slot = ticket.slot as usize;
+            match sleepers.slots.get(slot) {
+                Some(sleeper) if sleeper.generation == ticket.generation => {
+                    let mut sleeper = sleepers.slots.remove(slot);
+                    if let Some(key) = sleeper.deadline.take() {
+                        sleepers.deadlines.remove(&key);
+                    }
+                    sleeper
+                }
+                _ => return,
+            }
+        };
+        self.wake_sleeper(sleeper);
+    }
+
+    fn wake_sleeper(&self, sleeper: Sleeper) {
+        let Sleeper { socket, conn, .. } = sleeper;
+        conn.broker()
+            .metrics()
+            .connections_hibernated
+            .fetch_sub(1, Ordering::Relaxed);
+        let _ = self
+            .shared
+            .registry
+            .deregister(&mut SourceFd(&socket.as_raw_fd()));
+        tracing::trace!(peer = %conn.peer(), "connection wakes");
+        self.wake_up(socket, *conn);
+    }
+
+    /// Gives a connection a task again. Its first turn looks at everything a sleeping
+    /// connection does not: input, session news, its deadline, shutdown.
+    fn wake_up(&self, socket: std::net::TcpStream, mut conn: Connection) {
+        match TcpStream::from_std(socket) {
+            Ok(stream) => self.run(stream, conn),
+            Err(error) => {
+                tracing::warn!(peer = %conn.peer(), %error, "could not wake a hibernated connection: closing it");
+                conn.on_closed();
+            }
+        }
+    }
+
+    /// Shutdown: wakes every sleeper (each then says goodbye as a connection with a task
+    /// would) and takes no new ones.
+    fn wake_all(&self) {
+        let sleepers: Vec<Sleeper> = {
+            let mut sleepers = lock(&self.shared.sleepers);
+            sleepers.closed = true;
+            sleepers.deadlines.clear();
+            sleepers.slots.drain().collect()
+        };
+        for sleeper in sleepers {
+            self.wake_sleeper(sleeper);
+        }
+    }
+}
+
+/// A stream whose connection can sleep: its socket alone stands for it once the task
+/// found it quiet ([`ConnectionIo::buffered`] false).
+pub(crate) trait Sleepable: ConnectionIo + Send + 'static {
+    fn into_socket(self) -> TcpStream;
+}
+
+impl Sleepable for TcpStream {
+    fn into_socket(self) -> TcpStream {
+        self
+    }
+}
+
+/// After a PROXY header: once the bytes read past the header are consumed, the socket.
+impl Sleepable for Rewind<TcpStream> {
+    fn into_socket(self) -> TcpStream {
+        let (prefix, socket) = self.into_parts();
+        debug_assert!(prefix.is_empty(), "a quiet connection has nothing buffered");
+        socket
+    }
+}
+
+/// A connection's life with hibernation: its task, and when that ends quiet, sleep.
+pub(crate) fn serve<S: Sleepable>(
+    stream: S,
+    conn: Connection,
+    hibernation: Hibernation,
+) -> impl Future<Output = ()> {
+    let mut task = Task::new(stream, conn);
+    let idle = IdleLimit::new(hibernation.after());
+    // Built outside the block, as in `run_connection`: an `async fn` would keep its
+    // arguments next to `task` for the connection's whole life.
+    async move {
+        if task.run(Some(idle)).await == Outcome::Quiet {
+            let (stream, conn) = task.into_parts();
+            hibernation.hibernate(stream.into_socket(), conn);
+        }
+    }
+}
+
+/// The epoll instance of the sleepers' sockets, itself watched by tokio's reactor.
+struct EpollSet(mio::Poll);
+
+impl AsRawFd for EpollSet {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.0.as_raw_fd()
+    }
+}
+
+/// The watcher: wakes sleepers whose socket became readable, whose session woke them or
+/// whose deadline passed, until shutdown wakes them all.
+async fn watch(mut poll: AsyncFd<EpollSet>, shared: Arc<Shared>, shutdown: CancellationToken) {
+    let hibernation = Hibernation {
+        shared: Arc::clone(&shared),
+    };
+    drop(shared);
+    let mut events = Events::with_capacity(EVENTS_PER_POLL);
+    let mut woken = Vec::new();
+    loop {
+        let readable = tokio::select! {
+            () = shutdown.cancelled() => break,
+            () = hibernation.shared.news.notified() => None,
+            expired = expired(&hibernation.shared) => {
+                hibernation.resume(expired);
+                continue;
+            }
+            guard = poll.readable_mut() => Some(guard),
+        };
+        if let Some(guard) = readable {
+            let Ok(mut guard) = guard else {
+                tracing::error!(
+                    "the hibernation epoll set failed: hibernated connections wake only for their session or deadline"
+                );
+                break;
+            };
+            loop {
+                let polled = guard
+                    .get_inner_mut()
+                    .0
+                    .poll(&mut events, Some(Duration::ZERO));
+                if polled.is_err() || events.is_empty() {
+                    guard.clear_ready();
+                    break;
+                }
+                for event in events.iter() {
+                    hibernation.resume(Ticket::from_token(event.token()));
+                }
+            }
+        }
+        std::mem::swap(&mut woken, &mut *lock(&hibernation.shared.woken));
+        for ticket in woken.drain(..) {
+            hibernation.resume(ticket);
+        }
+    }
+    hibernation.wake_all();
+}
+
+/// The next sleeper whose deadline passed.
+async fn expired(shared: &Shared) -> Ticket {
+    std::future::poll_fn(|cx| {
+        let mut sleepers = lock(&shared.sleepers);
+        match sleepers.deadlines.poll_expired(cx) {
+            Poll::Ready(Some(expired)) => {
+                let ticket = expired.into_inner();
+                // The entry is gone from the queue; the slot must not remove it again.
+                if let Some(sleeper) = sleepers.slots.get_mut(ticket.slot as usize)
+                    && sleeper.generation == ticket.generation
+                {
+                    sleeper.deadline = None;
+                }
+                Poll::Ready(ticket)
+            }
+            // Empty: the queue keeps our waker and wakes it on the next insert.
+            Poll::Ready(None) | Poll::Pending => Poll::Pending,
+        }
+    })
+    .await
+}
