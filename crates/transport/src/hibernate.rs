@@ -20,7 +20,7 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Wake, Waker};
 use std::time::Duration;
 
 use ferrymq_broker::Connection;
@@ -29,12 +29,14 @@ use mio::{Events, Interest, Token};
 use slab::Slab;
 use tokio::io::unix::AsyncFd;
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tokio_util::time::DelayQueue;
-use tokio_util::time::delay_queue;
+use wheel::{Keep, Wheel};
 
 use crate::driver::{ConnectionIo, IdleLimit, Outcome, Task};
 use crate::proxy::Rewind;
+
+mod wheel;
 
 /// Readiness events taken from the epoll set per system call.
 const EVENTS_PER_POLL: usize = 256;
@@ -61,18 +63,19 @@ struct Shared {
 
 struct Sleepers {
     slots: Slab<Sleeper>,
-    /// Each sleeper's deadline (keep-alive, token expiry), in a timer wheel.
-    deadlines: DelayQueue<Ticket>,
+    /// Each sleeper's deadline (keep-alive, token expiry), to the second.
+    deadlines: Wheel<Ticket>,
     next_generation: u32,
     /// The broker is shutting down: every sleeper was woken and no new one is taken.
     closed: bool,
 }
 
+/// 16 bytes: its deadline is not kept here but asked of the connection when the wheel
+/// comes to it (a sleeping connection's deadline does not move).
 struct Sleeper {
     socket: std::net::TcpStream,
-    conn: Box<Connection>,
-    deadline: Option<delay_queue::Key>,
     generation: u32,
+    conn: Box<Connection>,
 }
 
 /// A sleeper's slot and the generation it was put there with: a wake that arrives after
@@ -131,7 +134,7 @@ impl Hibernation {
             registry: poll.registry().try_clone()?,
             sleepers: Mutex::new(Sleepers {
                 slots: Slab::new(),
-                deadlines: DelayQueue::new(),
+                deadlines: Wheel::new(Instant::now()),
                 next_generation: 0,
                 closed: false,
             }),
@@ -203,9 +206,10 @@ impl Hibernation {
             tracing::debug!(peer = %conn.peer(), %error, "could not hibernate");
             return self.wake_up(socket, conn);
         }
-        let deadline = conn
-            .deadline()
-            .map(|at| sleepers.deadlines.insert_at(ticket, at.into()));
+        if let Some(at) = conn.deadline() {
+            let second = sleepers.deadlines.second_of(at.into());
+            sleepers.deadlines.insert(second, ticket);
+        }
         conn.broker()
             .metrics()
             .connections_hibernated
@@ -213,29 +217,54 @@ impl Hibernation {
         tracing::trace!(peer = %conn.peer(), "connection hibernates");
         entry.insert(Sleeper {
             socket,
-            conn: Box::new(conn),
-            deadline,
             generation: ticket.generation,
+            conn: Box::new(conn),
         });
     }
 
-    /// Takes a sleeper out (unless `ticket` is stale) and serves it on.
+    /// Takes a sleeper out (unless `ticket` is stale) and serves it on. Its deadline's
+    /// entry in the wheel stays and is found stale when its second comes.
     fn resume(&self, ticket: Ticket) {
         let sleeper = {
             let mut sleepers = lock(&self.shared.sleepers);
             let slot = ticket.slot as usize;
             match sleepers.slots.get(slot) {
                 Some(sleeper) if sleeper.generation == ticket.generation => {
-                    let mut sleeper = sleepers.slots.remove(slot);
-                    if let Some(key) = sleeper.deadline.take() {
-                        sleepers.deadlines.remove(&key);
-                    }
-                    sleeper
+                    sleepers.slots.remove(slot)
                 }
                 _ => return,
             }
         };
         self.wake_sleeper(sleeper);
+    }
+
+    /// Wakes the sleepers whose deadline passed by `now`.
+    fn expire(&self, now: Instant) {
+        let mut due = Vec::new();
+        {
+            let mut sleepers = lock(&self.shared.sleepers);
+            let Sleepers {
+                slots, deadlines, ..
+            } = &mut *sleepers;
+            deadlines.advance(now, |ticket, second_ends| {
+                let slot = ticket.slot as usize;
+                match slots.get(slot) {
+                    Some(sleeper) if sleeper.generation == ticket.generation => {
+                        let deadline = sleeper.conn.deadline().map(Instant::from_std);
+                        if deadline.is_some_and(|at| at > second_ends) {
+                            return Keep::Yes;
+                        }
+                        due.push(slots.remove(slot));
+                        Keep::No
+                    }
+                    // Woken meanwhile (the slot may hold another sleeper by now).
+                    _ => Keep::No,
+                }
+            });
+        }
+        for sleeper in due {
+            self.wake_sleeper(sleeper);
+        }
     }
 
     fn wake_sleeper(&self, sleeper: Sleeper) {
@@ -337,11 +366,12 @@ async fn watch(mut poll: AsyncFd<EpollSet>, shared: Arc<Shared>, shutdown: Cance
     let mut events = Events::with_capacity(EVENTS_PER_POLL);
     let mut woken = Vec::new();
     loop {
+        let tick = lock(&hibernation.shared.sleepers).deadlines.next_tick();
         let readable = tokio::select! {
             () = shutdown.cancelled() => break,
             () = hibernation.shared.news.notified() => None,
-            expired = expired(&hibernation.shared) => {
-                hibernation.resume(expired);
+            () = tokio::time::sleep_until(tick) => {
+                hibernation.expire(Instant::now());
                 continue;
             }
             guard = poll.readable_mut() => Some(guard),
@@ -373,26 +403,4 @@ async fn watch(mut poll: AsyncFd<EpollSet>, shared: Arc<Shared>, shutdown: Cance
         }
     }
     hibernation.wake_all();
-}
-
-/// The next sleeper whose deadline passed.
-async fn expired(shared: &Shared) -> Ticket {
-    std::future::poll_fn(|cx| {
-        let mut sleepers = lock(&shared.sleepers);
-        match sleepers.deadlines.poll_expired(cx) {
-            Poll::Ready(Some(expired)) => {
-                let ticket = expired.into_inner();
-                // The entry is gone from the queue; the slot must not remove it again.
-                if let Some(sleeper) = sleepers.slots.get_mut(ticket.slot as usize)
-                    && sleeper.generation == ticket.generation
-                {
-                    sleeper.deadline = None;
-                }
-                Poll::Ready(ticket)
-            }
-            // Empty: the queue keeps our waker and wakes it on the next insert.
-            Poll::Ready(None) | Poll::Pending => Poll::Pending,
-        }
-    })
-    .await
 }
