@@ -53,8 +53,9 @@ struct HandshakeCredentials {
 struct Established {
     session: Arc<SessionHandle>,
     state: ConnectionState,
-    /// Who the client is; its rights are re-read when the definitions change.
-    identity: Identity,
+    /// Who the client is; its rights are re-read when the definitions change. Shared by
+    /// the connections of an internal user (see `shared_identity`).
+    identity: Arc<Identity>,
     /// `identity.permissions` bound to this client id, with a per-topic decision cache.
     permissions: PermissionCache,
     /// The authenticator generation `permissions` was bound at.
@@ -745,3 +746,4 @@ impl Drop for Connection {
         self.on_closed();
     }
 }
+

@@ -15,6 +15,7 @@ mod metrics;
 mod permission_cache;
 mod registry;
 mod router;
+mod shared_identity;
 mod sys;
 mod vhost;
 
@@ -52,6 +53,8 @@ pub struct Broker {
     password_checks: tokio::sync::Semaphore,
     /// Open connections per user and per vhost, for their `max_connections`.
     connection_counts: Arc<connection_limits::ConnectionCounts>,
+    /// The identities connections of the same internal user share.
+    identities: shared_identity::SharedIdentities,
     /// Failed logins per source address (the real one, behind trusted proxies).
     login_throttle: std::sync::Mutex<LoginThrottle>,
     /// The HTTP authentication hook, when configured.
@@ -121,6 +124,7 @@ impl Broker {
             shutdown: CancellationToken::new(),
             login_throttle: std::sync::Mutex::new(login_throttle),
             connection_counts: Arc::default(),
+            identities: shared_identity::SharedIdentities::default(),
             password_checks: tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
             ),

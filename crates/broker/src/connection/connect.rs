@@ -83,7 +83,7 @@ impl Connection {
         let verdict = self.authenticate(&connect).await;
         broker.record_login(self.peer.ip(), verdict.as_ref().err().copied());
         let identity = match verdict {
-            Ok(identity) => identity,
+            Ok(identity) => broker.identities.share(identity),
             Err(AuthFailure::Unavailable) => {
                 // Nobody's fault but the hook's: not a failed login, not throttled. v5 0x88 and
                 // v3 3 both say "try again later".
@@ -103,12 +103,10 @@ impl Connection {
             }
         };
         let (user_limit, vhost_limit) = broker.auth.connection_limits(&identity);
-        let limit_slot = match broker.connection_counts.acquire(
-            &identity.username,
-            &identity.vhost,
-            user_limit,
-            vhost_limit,
-        ) {
+        let limit_slot = match broker
+            .connection_counts
+            .acquire(&identity, user_limit, vhost_limit)
+        {
             Ok(slot) => slot,
             Err(which) => {
                 Metrics::inc(&broker.metrics.connections_refused_user_or_vhost_limit);
