@@ -210,7 +210,7 @@ impl Connection {
     /// without a packet. The transport also bounds a write the client does not accept by it.
     pub fn keep_alive_span(&self) -> Option<Duration> {
         let e = self.established.as_ref()?;
-        let keep_alive = e.state.keep_alive;
+        let keep_alive = e.state.keep_alive();
         (!keep_alive.is_zero()).then(|| keep_alive.mul_f32(self.keep_alive_grace.max(1.0)))
     }
 
@@ -746,4 +746,3 @@ impl Drop for Connection {
         self.on_closed();
     }
 }
-

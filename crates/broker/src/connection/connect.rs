@@ -3,7 +3,7 @@
 //! connection, boxed by the caller so that its state does not size every connection's task.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use ferrymq_auth::AuthFailure;
@@ -142,13 +142,13 @@ impl Connection {
         let vhost = broker.ensure_vhost(&identity.vhost);
         let attached = broker.attach(&vhost, &client_id, self.id, connect.clean_start, now);
         let mut state = ConnectionState::new(protocol, now);
-        state.keep_alive = Duration::from_secs(u64::from(connect.keep_alive));
+        state.set_keep_alive(connect.keep_alive);
         let mut server_keep_alive = None;
         if v5
             && let Some(server) = mqtt.server_keep_alive
             && (connect.keep_alive == 0 || connect.keep_alive > server)
         {
-            state.keep_alive = Duration::from_secs(u64::from(server));
+            state.set_keep_alive(server);
             server_keep_alive = Some(server);
         }
         if v5 {
@@ -164,7 +164,7 @@ impl Connection {
             inner.client = Some(Attachment::new(
                 Arc::clone(&identity.username),
                 self.peer,
-                state.keep_alive,
+                state.keep_alive(),
                 protocol,
                 self.transport,
             ));

@@ -496,7 +496,7 @@ fn keep_alive_deadline_is_one_and_a_half_times_and_moves_with_packets() {
         None,
         "keep-alive 0 disables it"
     );
-    conn.keep_alive = Duration::from_secs(10);
+    conn.set_keep_alive(10);
     assert_eq!(
         conn.keep_alive_deadline(1.5),
         Some(start + Duration::from_secs(15))
