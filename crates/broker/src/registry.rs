@@ -127,7 +127,7 @@ impl SessionHandle {
         SessionHandle {
             vhost,
             inner: Mutex::new(SessionInner {
-                state: SessionState::new(client_id.clone()),
+                state: SessionState::new(),
                 attached: None,
                 kick: None,
                 ended: false,

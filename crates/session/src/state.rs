@@ -3,12 +3,12 @@
 //! identifiers of QoS 2 messages received but not yet released, and when it expires.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ferrymq_codec::{LastWill, Packet, PacketId, PubRel, QoS, ReasonCode, SubscriptionOptions};
 
 use crate::connection::ConnectionState;
+use crate::hasher::ProcessRandomState;
 use crate::message::Delivery;
 use crate::queue::DeliveryQueue;
 
@@ -76,9 +76,8 @@ struct Inflight {
 /// short, non-blocking state transition.
 #[derive(Debug)]
 pub struct SessionState {
-    pub client_id: Arc<str>,
     /// Raw filter as subscribed (including any `$share/group/` prefix) -> subscription.
-    pub subscriptions: HashMap<String, Subscription>,
+    pub subscriptions: HashMap<String, Subscription, ProcessRandomState>,
     /// Session Expiry Interval in seconds; `u32::MAX` never expires [MQTT-3.1.2-11].
     pub expiry_interval: u32,
     /// The will of the current (or last) connection; taken when published or discarded.
@@ -106,11 +105,16 @@ pub struct SessionState {
     inbound_qos2: Option<Box<HashSet<PacketId>>>,
 }
 
+impl Default for SessionState {
+    fn default() -> SessionState {
+        SessionState::new()
+    }
+}
+
 impl SessionState {
-    pub fn new(client_id: Arc<str>) -> SessionState {
+    pub fn new() -> SessionState {
         SessionState {
-            client_id,
-            subscriptions: HashMap::new(),
+            subscriptions: HashMap::default(),
             expiry_interval: 0,
             will: None,
             disconnected_at: None,

@@ -44,7 +44,7 @@ fn delivery(message: Arc<Message>) -> Delivery {
 }
 
 fn session() -> SessionState {
-    SessionState::new(Arc::from("client"))
+    SessionState::new()
 }
 
 fn v5_connection(now: Instant) -> ConnectionState {
