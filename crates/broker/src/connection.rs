@@ -732,7 +732,7 @@ enum Kicked {
 
 impl Kicked {
     fn check(inner: &mut crate::registry::SessionInner, id: u64) -> Option<Kicked> {
-        if inner.attached != Some(id) {
+        if inner.attached() != Some(id) {
             return Some(Kicked::TakenOver(
                 inner.kick.unwrap_or(ReasonCode::SessionTakenOver),
             ));

@@ -84,8 +84,6 @@ pub struct SessionState {
     /// Boxed: a `LastWill` is ~190 bytes and most sessions have none, while every idle
     /// session pays for what is inline here.
     pub will: Option<Box<LastWill>>,
-    /// When the last connection ended; `None` while a client is connected.
-    pub disconnected_at: Option<Instant>,
     queue: DeliveryQueue,
     /// QoS 1/2 messages sent and not yet acknowledged, oldest first. Invariant: their packet
     /// identifiers increase strictly along the ring 1..=65535 starting from the front's, which
@@ -117,7 +115,6 @@ impl SessionState {
             subscriptions: HashMap::default(),
             expiry_interval: 0,
             will: None,
-            disconnected_at: None,
             queue: DeliveryQueue::default(),
             inflight: VecDeque::new(),
             next_packet_id: 1,
@@ -143,9 +140,11 @@ impl SessionState {
     }
 
     /// The instant the session expires, once disconnected [MQTT-4.1.0-2]. `None` while
-    /// connected or when it never expires.
-    pub fn expires_at(&self) -> Option<Instant> {
-        let since = self.disconnected_at?;
+    /// connected or when it never expires. `disconnected_at` is when the last connection
+    /// ended, `None` while one is connected: the broker keeps it with its record of the
+    /// connection, as only one of the two exists at a time.
+    pub fn expires_at(&self, disconnected_at: Option<Instant>) -> Option<Instant> {
+        let since = disconnected_at?;
         if self.expiry_interval == u32::MAX {
             return None;
         }
@@ -153,14 +152,15 @@ impl SessionState {
     }
 
     /// When the will of a disconnected session is due: after its Will Delay Interval, or when
-    /// the session ends, whichever is first [MQTT-3.1.3-9].
-    pub fn will_due_at(&self) -> Option<Instant> {
-        let since = self.disconnected_at?;
+    /// the session ends, whichever is first [MQTT-3.1.3-9]. `disconnected_at` as for
+    /// [`SessionState::expires_at`].
+    pub fn will_due_at(&self, disconnected_at: Option<Instant>) -> Option<Instant> {
+        let since = disconnected_at?;
         let will = self.will.as_ref()?;
         let delay =
             Duration::from_secs(u64::from(will.properties.will_delay_interval.unwrap_or(0)));
         let due = since + delay;
-        Some(match self.expires_at() {
+        Some(match self.expires_at(disconnected_at) {
             Some(expiry) if expiry < due => expiry,
             _ => due,
         })

@@ -161,13 +161,16 @@ impl Connection {
         }
         {
             let mut inner = attached.session.lock();
-            inner.client = Some(Attachment::new(
-                Arc::clone(&identity.username),
-                self.peer,
-                state.keep_alive(),
-                protocol,
-                self.transport,
-            ));
+            inner.set_client(
+                self.id,
+                Attachment::new(
+                    Arc::clone(&identity),
+                    self.peer,
+                    state.keep_alive(),
+                    protocol,
+                    self.transport,
+                ),
+            );
             inner.state.expiry_interval = expiry;
             // The will's payload points into the read buffer the CONNECT came in: copy it,
             // so a stored will does not keep that whole buffer alive for the session's life.
