@@ -246,3 +246,35 @@ impl Broker {
         self.next_connection_id.fetch_add(1, Ordering::Relaxed)
     }
 }
+
+/// What every idle connection and session keeps, whatever it does. If one of these fails
+/// after a field was added, share or box something rarely used instead, or accept the next
+/// size class and update the numbers here and in docs/memory.md.
+#[cfg(test)]
+mod size_tests {
+    use std::mem::size_of;
+
+    use super::*;
+
+    /// A `Connection` is paid per connection for its whole life: inline in its task, or
+    /// boxed whole while an idle connection hibernates, where mimalloc rounds it up to its
+    /// size classes (…, 224, 256, 320, …). It was 464 bytes (a 512-byte box) before the
+    /// identity was shared and the limit slot and keep-alive shrank.
+    #[test]
+    fn a_connection_fits_mimallocs_256_byte_class() {
+        assert!(
+            size_of::<Connection>() <= 256,
+            "{}",
+            size_of::<Connection>()
+        );
+    }
+
+    /// Every session is an `Arc<SessionHandle>`: the handle plus the two 8-byte reference
+    /// counts, in mimalloc's 320-byte class (it was 384 with the attached connection's
+    /// record beside its id and the disconnection time).
+    #[test]
+    fn a_session_fits_mimallocs_320_byte_class() {
+        let allocation = size_of::<SessionHandle>() + 16;
+        assert!(allocation <= 320, "{allocation}");
+    }
+}
