@@ -20,6 +20,7 @@ use ferrymq_auth::Identity;
 use crate::clients::Transport;
 use crate::connection_limits::LimitSlot;
 use crate::metrics::Metrics;
+use crate::peer_addr::PeerAddr;
 use crate::permission_cache::PermissionCache;
 use crate::registry::{CloseKind, SessionHandle};
 use crate::{Broker, ConnectionPermit};
@@ -38,6 +39,14 @@ const TRANSMIT_BUDGET: usize = 64 * 1024;
 /// The connection must close: everything it should say last is already in the output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Closed;
+
+/// What a connection needs only until its CONNECT is done. Boxed, and dropped once the
+/// connection is established: idle connections keep none of it.
+struct Handshake {
+    /// CONNECT must complete by then [MQTT-3.1.4]; fixed at accept so trickled bytes cannot extend it.
+    connect_deadline: Instant,
+    credentials: HandshakeCredentials,
+}
 
 /// What the transport learnt about the client before CONNECT, needed only by CONNECT.
 #[derive(Default)]
@@ -74,28 +83,25 @@ struct Established {
 /// A client connection. Create one per accepted socket with [`Connection::new`].
 pub struct Connection {
     broker: Arc<Broker>,
-    peer: SocketAddr,
+    peer: PeerAddr,
     id: u64,
     decoder: Decoder,
     output: BytesMut,
     protocol: Option<ProtocolVersion>,
     established: Option<Established>,
-    /// CONNECT must complete by then [MQTT-3.1.4]; fixed at accept so trickled bytes cannot extend it.
-    connect_deadline: Instant,
     close_kind: CloseKind,
     closed: bool,
     /// Multiple of the keep-alive after which a silent client is dropped.
     keep_alive_grace: f32,
-    /// Credentials the transport learnt before CONNECT (client certificate, token cookie);
-    /// taken by CONNECT. Boxed: most connections have none, and every idle connection's
+    /// The CONNECT deadline and the credentials the transport learnt before CONNECT (client
+    /// certificate, token cookie); `None` once established. Boxed: every idle connection's
     /// task pays for what is inline here.
-    handshake: Option<Box<HandshakeCredentials>>,
+    handshake: Option<Box<Handshake>>,
     /// How the client connected, for the management API (one byte, in padding).
     transport: Transport,
     /// Back-pressure: the PUBLISH whose acknowledgement waits for room in subscribers'
     /// queues, if any, and how far the input was read ahead meanwhile.
     backpressure: Option<Box<Backpressure>>,
-    _permit: ConnectionPermit,
 }
 
 impl Connection {
@@ -104,22 +110,25 @@ impl Connection {
         let decoder = Decoder::new(limits.max_connect_packet_size.min(limits.max_packet_size));
         let connect_deadline = Instant::now() + broker.config.mqtt.connect_timeout;
         let keep_alive_grace = broker.config.mqtt.keep_alive_grace;
+        // Released in `drop`.
+        permit.hand_over(&broker);
         Connection {
             id: broker.next_connection_id(),
             broker,
-            peer,
+            peer: PeerAddr::from(peer),
             decoder,
             output: BytesMut::new(),
             protocol: None,
             established: None,
-            connect_deadline,
             close_kind: CloseKind::Abnormal,
             closed: false,
             keep_alive_grace,
-            handshake: None,
+            handshake: Some(Box::new(Handshake {
+                connect_deadline,
+                credentials: HandshakeCredentials::default(),
+            })),
             transport: Transport::Tcp,
             backpressure: None,
-            _permit: permit,
         }
     }
 
@@ -133,7 +142,9 @@ impl Connection {
     /// Authenticates this connection by its TLS client certificate: CONNECT's user name and
     /// password are then not checked (RabbitMQ's EXTERNAL mechanism).
     pub fn with_certificate_user(mut self, username: String) -> Connection {
-        self.handshake.get_or_insert_default().certificate_user = Some(username);
+        if let Some(handshake) = &mut self.handshake {
+            handshake.credentials.certificate_user = Some(username);
+        }
         self
     }
 
@@ -143,14 +154,18 @@ impl Connection {
     /// origins the listener allows, because a browser attaches cookies to WebSockets that
     /// any site opens.
     pub fn with_cookie_token(mut self, token: String) -> Connection {
-        self.handshake.get_or_insert_default().cookie_token = Some(token);
+        if let Some(handshake) = &mut self.handshake {
+            handshake.credentials.cookie_token = Some(token);
+        }
         self
     }
 
     /// Clients of this connection's listener land in `vhost` unless their user name says
     /// otherwise (`vhost:user`).
     pub fn with_listener_vhost(mut self, vhost: Arc<str>) -> Connection {
-        self.handshake.get_or_insert_default().listener_vhost = Some(vhost);
+        if let Some(handshake) = &mut self.handshake {
+            handshake.credentials.listener_vhost = Some(vhost);
+        }
         self
     }
 
@@ -165,7 +180,7 @@ impl Connection {
     }
 
     pub fn peer(&self) -> SocketAddr {
-        self.peer
+        SocketAddr::from(self.peer)
     }
 
     /// Bytes to write to the peer; the transport writes them and clears the buffer.
@@ -236,7 +251,7 @@ impl Connection {
     /// client is not heard then) and the token's expiry.
     pub fn deadline(&self) -> Option<Instant> {
         match &self.established {
-            None => Some(self.connect_deadline),
+            None => self.handshake.as_ref().map(|h| h.connect_deadline),
             Some(e) => {
                 let keep_alive = match self.parked_deadline() {
                     Some(check) => Some(check),
@@ -744,5 +759,7 @@ impl Kicked {
 impl Drop for Connection {
     fn drop(&mut self) {
         self.on_closed();
+        // The slot of the `ConnectionPermit` this connection was made with.
+        Metrics::dec(&self.broker.metrics.connections_open);
     }
 }

@@ -165,7 +165,7 @@ impl Connection {
                 self.id,
                 Attachment::new(
                     Arc::clone(&identity),
-                    self.peer,
+                    self.peer(),
                     state.keep_alive(),
                     protocol,
                     self.transport,
@@ -229,6 +229,8 @@ impl Connection {
             token_deadline,
             jwt_method,
         });
+        // The CONNECT deadline and the credentials: no longer needed.
+        self.handshake = None;
         if let Some(e) = &mut self.established {
             let mut resent = Vec::new();
             {
