@@ -40,8 +40,17 @@ const TRANSMIT_BUDGET: usize = 64 * 1024;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Closed;
 
-/// What a connection needs only until its CONNECT is done. Boxed, and dropped once the
-/// connection is established: idle connections keep none of it.
+/// What a connection keeps only for a while, behind one pointer: until its CONNECT is done
+/// the handshake, then the back-pressure state while a PUBLISH waits or input was read
+/// ahead. They never overlap (a PUBLISH before CONNECT closes the connection), and a
+/// pointer each would cost every connection's task 8 bytes more.
+enum Aside {
+    Handshake(Handshake),
+    Backpressure(Backpressure),
+}
+
+/// What a connection needs only until its CONNECT is done; dropped once the connection is
+/// established: idle connections keep none of it.
 struct Handshake {
     /// CONNECT must complete by then [MQTT-3.1.4]; fixed at accept so trickled bytes cannot extend it.
     connect_deadline: Instant,
@@ -93,15 +102,13 @@ pub struct Connection {
     closed: bool,
     /// Multiple of the keep-alive after which a silent client is dropped.
     keep_alive_grace: f32,
-    /// The CONNECT deadline and the credentials the transport learnt before CONNECT (client
-    /// certificate, token cookie); `None` once established. Boxed: every idle connection's
-    /// task pays for what is inline here.
-    handshake: Option<Box<Handshake>>,
+    /// Before CONNECT, the CONNECT deadline and the credentials the transport learnt (client
+    /// certificate, token cookie); after it, back-pressure: the PUBLISH whose acknowledgement
+    /// waits for room in subscribers' queues, if any, and how far the input was read ahead
+    /// meanwhile. Boxed: every idle connection's task pays for what is inline here.
+    aside: Option<Box<Aside>>,
     /// How the client connected, for the management API (one byte, in padding).
     transport: Transport,
-    /// Back-pressure: the PUBLISH whose acknowledgement waits for room in subscribers'
-    /// queues, if any, and how far the input was read ahead meanwhile.
-    backpressure: Option<Box<Backpressure>>,
 }
 
 impl Connection {
@@ -123,12 +130,11 @@ impl Connection {
             close_kind: CloseKind::Abnormal,
             closed: false,
             keep_alive_grace,
-            handshake: Some(Box::new(Handshake {
+            aside: Some(Box::new(Aside::Handshake(Handshake {
                 connect_deadline,
                 credentials: HandshakeCredentials::default(),
-            })),
+            }))),
             transport: Transport::Tcp,
-            backpressure: None,
         }
     }
 
@@ -142,7 +148,7 @@ impl Connection {
     /// Authenticates this connection by its TLS client certificate: CONNECT's user name and
     /// password are then not checked (RabbitMQ's EXTERNAL mechanism).
     pub fn with_certificate_user(mut self, username: String) -> Connection {
-        if let Some(handshake) = &mut self.handshake {
+        if let Some(handshake) = self.handshake_mut() {
             handshake.credentials.certificate_user = Some(username);
         }
         self
@@ -154,7 +160,7 @@ impl Connection {
     /// origins the listener allows, because a browser attaches cookies to WebSockets that
     /// any site opens.
     pub fn with_cookie_token(mut self, token: String) -> Connection {
-        if let Some(handshake) = &mut self.handshake {
+        if let Some(handshake) = self.handshake_mut() {
             handshake.credentials.cookie_token = Some(token);
         }
         self
@@ -163,7 +169,7 @@ impl Connection {
     /// Clients of this connection's listener land in `vhost` unless their user name says
     /// otherwise (`vhost:user`).
     pub fn with_listener_vhost(mut self, vhost: Arc<str>) -> Connection {
-        if let Some(handshake) = &mut self.handshake {
+        if let Some(handshake) = self.handshake_mut() {
             handshake.credentials.listener_vhost = Some(vhost);
         }
         self
@@ -173,6 +179,20 @@ impl Connection {
     pub fn with_transport(mut self, transport: Transport) -> Connection {
         self.transport = transport;
         self
+    }
+
+    fn handshake(&self) -> Option<&Handshake> {
+        match self.aside.as_deref() {
+            Some(Aside::Handshake(handshake)) => Some(handshake),
+            _ => None,
+        }
+    }
+
+    fn handshake_mut(&mut self) -> Option<&mut Handshake> {
+        match self.aside.as_deref_mut() {
+            Some(Aside::Handshake(handshake)) => Some(handshake),
+            _ => None,
+        }
     }
 
     pub fn broker(&self) -> &Arc<Broker> {
@@ -251,7 +271,7 @@ impl Connection {
     /// client is not heard then) and the token's expiry.
     pub fn deadline(&self) -> Option<Instant> {
         match &self.established {
-            None => self.handshake.as_ref().map(|h| h.connect_deadline),
+            None => self.handshake().map(|h| h.connect_deadline),
             Some(e) => {
                 let keep_alive = match self.parked_deadline() {
                     Some(check) => Some(check),

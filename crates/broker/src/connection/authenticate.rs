@@ -30,8 +30,7 @@ impl Connection {
     ) -> Result<Identity, AuthFailure> {
         // Used once: nothing of the handshake is kept for the connection's life.
         let handshake = self
-            .handshake
-            .as_mut()
+            .handshake_mut()
             .map(|h| std::mem::take(&mut h.credentials))
             .unwrap_or_default();
         let certificate_user = handshake.certificate_user;

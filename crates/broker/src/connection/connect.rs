@@ -230,7 +230,7 @@ impl Connection {
             jwt_method,
         });
         // The CONNECT deadline and the credentials: no longer needed.
-        self.handshake = None;
+        self.aside = None;
         if let Some(e) = &mut self.established {
             let mut resent = Vec::new();
             {
