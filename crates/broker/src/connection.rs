@@ -15,8 +15,6 @@ use ferrymq_codec::{
 use ferrymq_session::{ConnectionState, Delivery, Subscription};
 use ferrymq_topic::{SubscriptionFilter, parse_subscription_filter};
 
-use ferrymq_auth::Identity;
-
 use crate::clients::Transport;
 use crate::connection_limits::LimitSlot;
 use crate::metrics::Metrics;
@@ -71,15 +69,14 @@ struct HandshakeCredentials {
 struct Established {
     session: Arc<SessionHandle>,
     state: ConnectionState,
-    /// Who the client is; its rights are re-read when the definitions change. Shared by
-    /// the connections of an internal user (see `shared_identity`).
-    identity: Arc<Identity>,
+    /// Who the client is, holding its place in its user's and vhost's connection counts.
+    /// Its rights are re-read when the definitions change. Shared by the connections of an
+    /// internal user (see `shared_identity`).
+    identity: LimitSlot,
     /// `identity.permissions` bound to this client id, with a per-topic decision cache.
     permissions: PermissionCache,
     /// The authenticator generation `permissions` was bound at.
     auth_generation: u64,
-    /// This connection's place in its user's and vhost's connection counts.
-    _limit_slot: LimitSlot,
     /// Session Expiry Interval from CONNECT; DISCONNECT may not raise it from zero [MQTT-3.14.2-2].
     connect_expiry: u32,
     /// When the client's token expires: the connection closes then (v5: 0xA0) unless an

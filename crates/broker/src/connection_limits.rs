@@ -3,6 +3,7 @@
 //! by a [`LimitSlot`] for the life of the connection.
 
 use std::collections::HashMap;
+use std::ops::Deref;
 use std::sync::{Arc, Mutex};
 
 use ferrymq_auth::Identity;
@@ -57,14 +58,32 @@ impl ConnectionCounts {
     }
 }
 
-/// One connection's place in the counts; released on drop. It names its user and vhost by
-/// the connection's (usually shared) identity: 16 bytes in every established connection,
-/// where the two names would take 48. Re-authentication keeps user and vhost, so the
-/// identity the slot was taken with stays the right key.
+/// One connection's place in the counts, released on drop, and the connection's (usually
+/// shared) identity, which names the user and vhost it is counted under: 16 bytes in every
+/// established connection for both, where the two names alone would take 48.
 #[derive(Debug)]
 pub(crate) struct LimitSlot {
     counts: Arc<ConnectionCounts>,
     identity: Arc<Identity>,
+}
+
+impl LimitSlot {
+    /// The identity re-authentication gave the connection. It keeps user and vhost (the
+    /// authenticator builds it from the old one), so the slot stays counted right.
+    pub(crate) fn replace_identity(&mut self, identity: Arc<Identity>) {
+        debug_assert!(
+            identity.username == self.identity.username && identity.vhost == self.identity.vhost
+        );
+        self.identity = identity;
+    }
+}
+
+impl Deref for LimitSlot {
+    type Target = Identity;
+
+    fn deref(&self) -> &Identity {
+        &self.identity
+    }
 }
 
 impl Drop for LimitSlot {

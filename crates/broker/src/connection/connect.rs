@@ -221,10 +221,9 @@ impl Connection {
         self.established = Some(Established {
             session: attached.session,
             state,
-            identity,
+            identity: limit_slot,
             permissions,
             auth_generation,
-            _limit_slot: limit_slot,
             connect_expiry: expiry,
             token_deadline,
             jwt_method,
