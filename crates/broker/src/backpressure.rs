@@ -128,7 +128,7 @@ fn settle(
     limits: QueueLimits,
     metrics: &Metrics,
 ) -> Slot {
-    let offline = inner.attached.is_none();
+    let offline = inner.attached().is_none();
     let offline_skips = delivery.qos == QoS::AtMostOnce || delivery.message.expires_on_arrival;
     if inner.ended || (offline && offline_skips) {
         return Slot::Skipped;
@@ -300,7 +300,7 @@ impl SessionHandle {
     /// each of them.
     pub(crate) fn poll_parked(&self, connection: u64, cx: &mut Context<'_>) -> Poll<()> {
         let mut inner = self.lock();
-        if inner.attached.is_none() || inner.ended {
+        if inner.attached().is_none() || inner.ended {
             return Poll::Ready(());
         }
         let Some(congestion) = inner.congestion.as_mut() else {
@@ -337,7 +337,7 @@ impl SessionHandle {
         let Some(mut congestion) = inner.congestion.take() else {
             return Settled::Done { refused: 0 };
         };
-        let gone = inner.attached.is_none() || inner.ended;
+        let gone = inner.attached().is_none() || inner.ended;
         let stalled = congestion.stalled(publisher.now, publisher.timeout);
         let give_up = gone || stalled || force;
         let mut waiting = false;

@@ -2,13 +2,14 @@
 //!
 //! There is no registry of its own: a connected client is a session with a connection
 //! attached, so the vhosts' session maps already list them, and each session holds a small
-//! [`Attachment`] record of the connection serving it (48 bytes, written once at CONNECT).
+//! [`Attachment`] record of the connection serving it (40 bytes, written once at CONNECT).
 //! Listing walks the sessions; that costs nothing while nobody asks.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use ferrymq_auth::Identity;
 use ferrymq_codec::{ProtocolVersion, ReasonCode};
 
 use crate::Broker;
@@ -45,10 +46,12 @@ impl Transport {
 /// What a session records about the connection attached to it. Kept small on purpose: every
 /// session pays for it. The peer address is split into IP and port (SocketAddr's IPv6
 /// flow info and scope id would cost 16 bytes more and mean nothing here), and the time is
-/// milliseconds since the Unix epoch (8 bytes rather than a 16-byte `SystemTime`).
+/// milliseconds since the Unix epoch (8 bytes rather than a 16-byte `SystemTime`). The user
+/// name is read from the connection's identity, which is shared with the connection (8
+/// bytes rather than 16 for a name of its own).
 #[derive(Debug, Clone)]
 pub(crate) struct Attachment {
-    pub(crate) username: Arc<str>,
+    pub(crate) identity: Arc<Identity>,
     pub(crate) connected_at_ms: u64,
     pub(crate) peer_ip: IpAddr,
     pub(crate) peer_port: u16,
@@ -59,7 +62,7 @@ pub(crate) struct Attachment {
 
 impl Attachment {
     pub(crate) fn new(
-        username: Arc<str>,
+        identity: Arc<Identity>,
         peer: SocketAddr,
         keep_alive: Duration,
         protocol: ProtocolVersion,
@@ -71,7 +74,7 @@ impl Attachment {
                 u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
             });
         Attachment {
-            username,
+            identity,
             connected_at_ms,
             peer_ip: peer.ip(),
             peer_port: peer.port(),
@@ -148,13 +151,13 @@ fn collect(vhost: &Arc<Vhost>, into: &mut Vec<ConnectionInfo>) {
         .collect();
     for session in online {
         let inner = session.lock();
-        let (Some(_), Some(client)) = (inner.attached, &inner.client) else {
+        let Some(client) = inner.client() else {
             continue;
         };
         into.push(ConnectionInfo {
             vhost: Arc::clone(&vhost.name),
             client_id: Arc::clone(&session.client_id),
-            username: Arc::clone(&client.username),
+            username: Arc::clone(&client.identity.username),
             peer: SocketAddr::new(client.peer_ip, client.peer_port),
             transport: client.transport,
             protocol: client.protocol,
@@ -168,11 +171,12 @@ fn collect(vhost: &Arc<Vhost>, into: &mut Vec<ConnectionInfo>) {
 mod tests {
     use super::*;
 
-    /// Every session carries an `Option<Attachment>`: with it `SessionHandle` went from 272
-    /// to 320 bytes (its `Arc` allocation from mimalloc's 320-byte size class to the 384-byte
-    /// one). Growing it further costs every session; see docs/memory.md.
+    /// Every session carries an `Option<Attachment>` (with the attached connection's id,
+    /// in `registry::Link`): adding it once moved `SessionHandle`'s `Arc` allocation from
+    /// mimalloc's 320-byte size class to the 384-byte one. Growing it costs every session;
+    /// see docs/memory.md.
     #[test]
     fn the_attachment_record_stays_small() {
-        assert!(std::mem::size_of::<Option<Attachment>>() <= 48);
+        assert!(std::mem::size_of::<Option<Attachment>>() <= 40);
     }
 }

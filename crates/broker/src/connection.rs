@@ -15,11 +15,10 @@ use ferrymq_codec::{
 use ferrymq_session::{ConnectionState, Delivery, Subscription};
 use ferrymq_topic::{SubscriptionFilter, parse_subscription_filter};
 
-use ferrymq_auth::Identity;
-
 use crate::clients::Transport;
 use crate::connection_limits::LimitSlot;
 use crate::metrics::Metrics;
+use crate::peer_addr::PeerAddr;
 use crate::permission_cache::PermissionCache;
 use crate::registry::{CloseKind, SessionHandle};
 use crate::{Broker, ConnectionPermit};
@@ -39,6 +38,23 @@ const TRANSMIT_BUDGET: usize = 64 * 1024;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Closed;
 
+/// What a connection keeps only for a while, behind one pointer: until its CONNECT is done
+/// the handshake, then the back-pressure state while a PUBLISH waits or input was read
+/// ahead. They never overlap (a PUBLISH before CONNECT closes the connection), and a
+/// pointer each would cost every connection's task 8 bytes more.
+enum Aside {
+    Handshake(Handshake),
+    Backpressure(Backpressure),
+}
+
+/// What a connection needs only until its CONNECT is done; dropped once the connection is
+/// established: idle connections keep none of it.
+struct Handshake {
+    /// CONNECT must complete by then [MQTT-3.1.4]; fixed at accept so trickled bytes cannot extend it.
+    connect_deadline: Instant,
+    credentials: HandshakeCredentials,
+}
+
 /// What the transport learnt about the client before CONNECT, needed only by CONNECT.
 #[derive(Default)]
 struct HandshakeCredentials {
@@ -53,14 +69,14 @@ struct HandshakeCredentials {
 struct Established {
     session: Arc<SessionHandle>,
     state: ConnectionState,
-    /// Who the client is; its rights are re-read when the definitions change.
-    identity: Identity,
+    /// Who the client is, holding its place in its user's and vhost's connection counts.
+    /// Its rights are re-read when the definitions change. Shared by the connections of an
+    /// internal user (see `shared_identity`).
+    identity: LimitSlot,
     /// `identity.permissions` bound to this client id, with a per-topic decision cache.
     permissions: PermissionCache,
     /// The authenticator generation `permissions` was bound at.
     auth_generation: u64,
-    /// This connection's place in its user's and vhost's connection counts.
-    _limit_slot: LimitSlot,
     /// Session Expiry Interval from CONNECT; DISCONNECT may not raise it from zero [MQTT-3.14.2-2].
     connect_expiry: u32,
     /// When the client's token expires: the connection closes then (v5: 0xA0) unless an
@@ -73,28 +89,23 @@ struct Established {
 /// A client connection. Create one per accepted socket with [`Connection::new`].
 pub struct Connection {
     broker: Arc<Broker>,
-    peer: SocketAddr,
+    peer: PeerAddr,
     id: u64,
     decoder: Decoder,
     output: BytesMut,
     protocol: Option<ProtocolVersion>,
     established: Option<Established>,
-    /// CONNECT must complete by then [MQTT-3.1.4]; fixed at accept so trickled bytes cannot extend it.
-    connect_deadline: Instant,
     close_kind: CloseKind,
     closed: bool,
     /// Multiple of the keep-alive after which a silent client is dropped.
     keep_alive_grace: f32,
-    /// Credentials the transport learnt before CONNECT (client certificate, token cookie);
-    /// taken by CONNECT. Boxed: most connections have none, and every idle connection's
-    /// task pays for what is inline here.
-    handshake: Option<Box<HandshakeCredentials>>,
+    /// Before CONNECT, the CONNECT deadline and the credentials the transport learnt (client
+    /// certificate, token cookie); after it, back-pressure: the PUBLISH whose acknowledgement
+    /// waits for room in subscribers' queues, if any, and how far the input was read ahead
+    /// meanwhile. Boxed: every idle connection's task pays for what is inline here.
+    aside: Option<Box<Aside>>,
     /// How the client connected, for the management API (one byte, in padding).
     transport: Transport,
-    /// Back-pressure: the PUBLISH whose acknowledgement waits for room in subscribers'
-    /// queues, if any, and how far the input was read ahead meanwhile.
-    backpressure: Option<Box<Backpressure>>,
-    _permit: ConnectionPermit,
 }
 
 impl Connection {
@@ -103,22 +114,24 @@ impl Connection {
         let decoder = Decoder::new(limits.max_connect_packet_size.min(limits.max_packet_size));
         let connect_deadline = Instant::now() + broker.config.mqtt.connect_timeout;
         let keep_alive_grace = broker.config.mqtt.keep_alive_grace;
+        // Released in `drop`.
+        permit.hand_over(&broker);
         Connection {
             id: broker.next_connection_id(),
             broker,
-            peer,
+            peer: PeerAddr::from(peer),
             decoder,
             output: BytesMut::new(),
             protocol: None,
             established: None,
-            connect_deadline,
             close_kind: CloseKind::Abnormal,
             closed: false,
             keep_alive_grace,
-            handshake: None,
+            aside: Some(Box::new(Aside::Handshake(Handshake {
+                connect_deadline,
+                credentials: HandshakeCredentials::default(),
+            }))),
             transport: Transport::Tcp,
-            backpressure: None,
-            _permit: permit,
         }
     }
 
@@ -132,7 +145,9 @@ impl Connection {
     /// Authenticates this connection by its TLS client certificate: CONNECT's user name and
     /// password are then not checked (RabbitMQ's EXTERNAL mechanism).
     pub fn with_certificate_user(mut self, username: String) -> Connection {
-        self.handshake.get_or_insert_default().certificate_user = Some(username);
+        if let Some(handshake) = self.handshake_mut() {
+            handshake.credentials.certificate_user = Some(username);
+        }
         self
     }
 
@@ -142,14 +157,18 @@ impl Connection {
     /// origins the listener allows, because a browser attaches cookies to WebSockets that
     /// any site opens.
     pub fn with_cookie_token(mut self, token: String) -> Connection {
-        self.handshake.get_or_insert_default().cookie_token = Some(token);
+        if let Some(handshake) = self.handshake_mut() {
+            handshake.credentials.cookie_token = Some(token);
+        }
         self
     }
 
     /// Clients of this connection's listener land in `vhost` unless their user name says
     /// otherwise (`vhost:user`).
     pub fn with_listener_vhost(mut self, vhost: Arc<str>) -> Connection {
-        self.handshake.get_or_insert_default().listener_vhost = Some(vhost);
+        if let Some(handshake) = self.handshake_mut() {
+            handshake.credentials.listener_vhost = Some(vhost);
+        }
         self
     }
 
@@ -159,12 +178,26 @@ impl Connection {
         self
     }
 
+    fn handshake(&self) -> Option<&Handshake> {
+        match self.aside.as_deref() {
+            Some(Aside::Handshake(handshake)) => Some(handshake),
+            _ => None,
+        }
+    }
+
+    fn handshake_mut(&mut self) -> Option<&mut Handshake> {
+        match self.aside.as_deref_mut() {
+            Some(Aside::Handshake(handshake)) => Some(handshake),
+            _ => None,
+        }
+    }
+
     pub fn broker(&self) -> &Arc<Broker> {
         &self.broker
     }
 
     pub fn peer(&self) -> SocketAddr {
-        self.peer
+        SocketAddr::from(self.peer)
     }
 
     /// Bytes to write to the peer; the transport writes them and clears the buffer.
@@ -218,7 +251,7 @@ impl Connection {
     /// without a packet. The transport also bounds a write the client does not accept by it.
     pub fn keep_alive_span(&self) -> Option<Duration> {
         let e = self.established.as_ref()?;
-        let keep_alive = e.state.keep_alive;
+        let keep_alive = e.state.keep_alive();
         (!keep_alive.is_zero()).then(|| keep_alive.mul_f32(self.keep_alive_grace.max(1.0)))
     }
 
@@ -244,7 +277,7 @@ impl Connection {
     /// client is not heard then) and the token's expiry.
     pub fn deadline(&self) -> Option<Instant> {
         match &self.established {
-            None => Some(self.connect_deadline),
+            None => self.handshake().map(|h| h.connect_deadline),
             Some(e) => {
                 let keep_alive = match self.parked_deadline() {
                     Some(check) => Some(check),
@@ -740,7 +773,7 @@ enum Kicked {
 
 impl Kicked {
     fn check(inner: &mut crate::registry::SessionInner, id: u64) -> Option<Kicked> {
-        if inner.attached != Some(id) {
+        if inner.attached() != Some(id) {
             return Some(Kicked::TakenOver(
                 inner.kick.unwrap_or(ReasonCode::SessionTakenOver),
             ));
@@ -752,5 +785,7 @@ impl Kicked {
 impl Drop for Connection {
     fn drop(&mut self) {
         self.on_closed();
+        // The slot of the `ConnectionPermit` this connection was made with.
+        Metrics::dec(&self.broker.metrics.connections_open);
     }
 }

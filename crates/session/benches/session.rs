@@ -105,7 +105,7 @@ struct Subscriber {
 impl Subscriber {
     fn new(protocol: ProtocolVersion, now: Instant) -> Subscriber {
         Subscriber {
-            state: SessionState::new(Arc::from("dashboard-7")),
+            state: SessionState::new(),
             conn: ConnectionState::new(protocol, now),
             packets: Vec::new(),
             output: BytesMut::with_capacity(TRANSMIT_BUDGET * 2),
@@ -276,7 +276,7 @@ fn enqueue_full_benches(c: &mut Criterion) {
     let qos1 = delivery(&message(protocol, QoS::AtLeastOnce, now), Vec::new());
 
     // Full of QoS 0: the oldest is dropped, the new one queued.
-    let mut state = SessionState::new(Arc::from("slow-subscriber"));
+    let mut state = SessionState::new();
     for _ in 0..LIMITS.max_messages {
         state.enqueue(qos0.clone(), LIMITS);
     }
@@ -289,7 +289,7 @@ fn enqueue_full_benches(c: &mut Criterion) {
     });
 
     // Full of QoS 1: nothing may be dropped, the new one is refused.
-    let mut state = SessionState::new(Arc::from("slow-subscriber"));
+    let mut state = SessionState::new();
     for _ in 0..LIMITS.max_messages {
         state.enqueue(qos1.clone(), LIMITS);
     }
@@ -309,7 +309,7 @@ fn enqueue_full_benches(c: &mut Criterion) {
             max_messages,
             max_bytes: usize::MAX,
         };
-        let mut state = SessionState::new(Arc::from("mixed-subscriber"));
+        let mut state = SessionState::new();
         for _ in 1..max_messages {
             state.enqueue(qos1.clone(), limits);
         }

@@ -7,10 +7,12 @@
 //! and drives it; tests drive it with a fake clock.
 
 mod connection;
+mod hasher;
 mod message;
 mod queue;
 mod state;
 
 pub use connection::{ConnectionState, InboundTopicError};
+pub use hasher::ProcessRandomState;
 pub use message::{Delivery, Message};
 pub use state::{Enqueue, QueueLimits, SessionState, Subscription, Transmitted};

@@ -3,12 +3,12 @@
 //! identifiers of QoS 2 messages received but not yet released, and when it expires.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ferrymq_codec::{LastWill, Packet, PacketId, PubRel, QoS, ReasonCode, SubscriptionOptions};
 
 use crate::connection::ConnectionState;
+use crate::hasher::ProcessRandomState;
 use crate::message::Delivery;
 use crate::queue::DeliveryQueue;
 
@@ -76,17 +76,14 @@ struct Inflight {
 /// short, non-blocking state transition.
 #[derive(Debug)]
 pub struct SessionState {
-    pub client_id: Arc<str>,
     /// Raw filter as subscribed (including any `$share/group/` prefix) -> subscription.
-    pub subscriptions: HashMap<String, Subscription>,
+    pub subscriptions: HashMap<String, Subscription, ProcessRandomState>,
     /// Session Expiry Interval in seconds; `u32::MAX` never expires [MQTT-3.1.2-11].
     pub expiry_interval: u32,
     /// The will of the current (or last) connection; taken when published or discarded.
     /// Boxed: a `LastWill` is ~190 bytes and most sessions have none, while every idle
     /// session pays for what is inline here.
     pub will: Option<Box<LastWill>>,
-    /// When the last connection ended; `None` while a client is connected.
-    pub disconnected_at: Option<Instant>,
     queue: DeliveryQueue,
     /// QoS 1/2 messages sent and not yet acknowledged, oldest first. Invariant: their packet
     /// identifiers increase strictly along the ring 1..=65535 starting from the front's, which
@@ -106,14 +103,18 @@ pub struct SessionState {
     inbound_qos2: Option<Box<HashSet<PacketId>>>,
 }
 
+impl Default for SessionState {
+    fn default() -> SessionState {
+        SessionState::new()
+    }
+}
+
 impl SessionState {
-    pub fn new(client_id: Arc<str>) -> SessionState {
+    pub fn new() -> SessionState {
         SessionState {
-            client_id,
-            subscriptions: HashMap::new(),
+            subscriptions: HashMap::default(),
             expiry_interval: 0,
             will: None,
-            disconnected_at: None,
             queue: DeliveryQueue::default(),
             inflight: VecDeque::new(),
             next_packet_id: 1,
@@ -139,9 +140,11 @@ impl SessionState {
     }
 
     /// The instant the session expires, once disconnected [MQTT-4.1.0-2]. `None` while
-    /// connected or when it never expires.
-    pub fn expires_at(&self) -> Option<Instant> {
-        let since = self.disconnected_at?;
+    /// connected or when it never expires. `disconnected_at` is when the last connection
+    /// ended, `None` while one is connected: the broker keeps it with its record of the
+    /// connection, as only one of the two exists at a time.
+    pub fn expires_at(&self, disconnected_at: Option<Instant>) -> Option<Instant> {
+        let since = disconnected_at?;
         if self.expiry_interval == u32::MAX {
             return None;
         }
@@ -149,14 +152,15 @@ impl SessionState {
     }
 
     /// When the will of a disconnected session is due: after its Will Delay Interval, or when
-    /// the session ends, whichever is first [MQTT-3.1.3-9].
-    pub fn will_due_at(&self) -> Option<Instant> {
-        let since = self.disconnected_at?;
+    /// the session ends, whichever is first [MQTT-3.1.3-9]. `disconnected_at` as for
+    /// [`SessionState::expires_at`].
+    pub fn will_due_at(&self, disconnected_at: Option<Instant>) -> Option<Instant> {
+        let since = disconnected_at?;
         let will = self.will.as_ref()?;
         let delay =
             Duration::from_secs(u64::from(will.properties.will_delay_interval.unwrap_or(0)));
         let due = since + delay;
-        Some(match self.expires_at() {
+        Some(match self.expires_at(disconnected_at) {
             Some(expiry) if expiry < due => expiry,
             _ => due,
         })

@@ -29,7 +29,10 @@ impl Connection {
         connect: &Connect,
     ) -> Result<Identity, AuthFailure> {
         // Used once: nothing of the handshake is kept for the connection's life.
-        let handshake = self.handshake.take().map(|h| *h).unwrap_or_default();
+        let handshake = self
+            .handshake_mut()
+            .map(|h| std::mem::take(&mut h.credentials))
+            .unwrap_or_default();
         let certificate_user = handshake.certificate_user;
         let listener_vhost = handshake.listener_vhost;
         // With the `JWT` method the token is the Authentication Data (on_connect checked
@@ -101,7 +104,7 @@ impl Connection {
             client_id: &connect.client_id,
             vhost: subject.vhost,
             listener_vhost: listener_vhost.filter(|vhost| *vhost != DEFAULT_VHOST),
-            peer: self.peer,
+            peer: self.peer(),
             protocol_version: connect.protocol.level(),
             transport: Some(self.transport.as_str()),
         };

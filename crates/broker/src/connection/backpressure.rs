@@ -15,7 +15,8 @@
 //! it sit behind the PUBLISH it is parked on. Its keep-alive does not run while it does not
 //! read; it restarts when the connection unparks.
 //!
-//! The state is boxed: idle connections pay 8 bytes for it in their task. It outlives the
+//! The state is boxed (in the place of the handshake, see `Aside`): idle connections pay
+//! nothing for it in their task beyond that shared pointer. It outlives the
 //! park while bytes that were read ahead remain buffered, so that a publisher that parks
 //! again and again (one whose subscriber's queue stays at its limit) reads each buffered
 //! byte ahead once, not once per park.
@@ -27,7 +28,7 @@ use std::time::Instant;
 use bytes::BytesMut;
 use ferrymq_codec::{Packet, PacketId, PubComp, QoS, ReasonCode, peek_fixed_header};
 
-use super::{Closed, Connection};
+use super::{Aside, Closed, Connection};
 use crate::PublishOutcome;
 use crate::backpressure::{Publisher, Settled};
 use crate::metrics::Metrics;
@@ -82,18 +83,46 @@ impl Connection {
     }
 
     fn parked(&self) -> Option<&Parked> {
-        self.backpressure.as_ref()?.parked.as_ref()
+        self.backpressure()?.parked.as_ref()
     }
 
     fn take_parked(&mut self) -> Option<Parked> {
-        self.backpressure.as_mut()?.parked.take()
+        self.backpressure_mut()?.parked.take()
+    }
+
+    fn backpressure(&self) -> Option<&Backpressure> {
+        match self.aside.as_deref() {
+            Some(Aside::Backpressure(state)) => Some(state),
+            _ => None,
+        }
+    }
+
+    fn backpressure_mut(&mut self) -> Option<&mut Backpressure> {
+        match self.aside.as_deref_mut() {
+            Some(Aside::Backpressure(state)) => Some(state),
+            _ => None,
+        }
+    }
+
+    /// Parks on `parked`, making the state when there is none. Only after CONNECT, when
+    /// the handshake is gone.
+    fn set_parked(&mut self, parked: Parked) {
+        match self.backpressure_mut() {
+            Some(state) => state.parked = Some(parked),
+            None => {
+                self.aside = Some(Box::new(Aside::Backpressure(Backpressure {
+                    parked: Some(parked),
+                    scanned: 0,
+                })));
+            }
+        }
     }
 
     /// `consumed` bytes were decoded from the front of the input, which is now `empty` or
     /// not: they leave the part already read ahead. Without a park and with nothing read
     /// ahead left, the state goes.
     pub(super) fn decoded(&mut self, consumed: usize, empty: bool) {
-        let Some(state) = self.backpressure.as_mut() else {
+        let Some(state) = self.backpressure_mut() else {
             return;
         };
         state.scanned = match empty {
@@ -101,7 +130,7 @@ impl Connection {
             false => state.scanned.saturating_sub(consumed),
         };
         if state.parked.is_none() && state.scanned == 0 {
-            self.backpressure = None;
+            self.aside = None;
         }
     }
 
@@ -119,7 +148,7 @@ impl Connection {
         Metrics::inc(&metrics.publishers_blocked);
         let now = Instant::now();
         let check_at = now + self.broker.config.limits.publish_backpressure_timeout;
-        self.backpressure.get_or_insert_default().parked = Some(Parked {
+        self.set_parked(Parked {
             waiting_for,
             qos,
             packet_id,
@@ -181,7 +210,7 @@ impl Connection {
         });
         if let Some(at) = check_at {
             parked.check_at = at;
-            self.backpressure.get_or_insert_default().parked = Some(parked);
+            self.set_parked(parked);
             return;
         }
         self.unparked(&parked, now);
@@ -232,7 +261,7 @@ impl Connection {
     /// acknowledgements of its deliveries and PINGREQ. They are cut out of `input`; every
     /// other packet stays where it is, to be decoded in order once the connection unparks.
     pub(super) fn read_ahead(&mut self, input: &mut BytesMut) -> Result<(), Closed> {
-        let Some(state) = self.backpressure.as_ref().filter(|s| s.parked.is_some()) else {
+        let Some(state) = self.backpressure().filter(|s| s.parked.is_some()) else {
             return Ok(());
         };
         let mut at = state.scanned.min(input.len());
@@ -265,7 +294,7 @@ impl Connection {
                 Err(error) => return Err(self.on_decode_error(error)),
             }
         }
-        if let Some(state) = &mut self.backpressure {
+        if let Some(state) = self.backpressure_mut() {
             state.scanned = at;
         }
         Ok(())

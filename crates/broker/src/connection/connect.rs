@@ -3,7 +3,7 @@
 //! connection, boxed by the caller so that its state does not size every connection's task.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use ferrymq_auth::AuthFailure;
@@ -83,7 +83,7 @@ impl Connection {
         let verdict = self.authenticate(&connect).await;
         broker.record_login(self.peer.ip(), verdict.as_ref().err().copied());
         let identity = match verdict {
-            Ok(identity) => identity,
+            Ok(identity) => broker.identities.share(identity),
             Err(AuthFailure::Unavailable) => {
                 // Nobody's fault but the hook's: not a failed login, not throttled. v5 0x88 and
                 // v3 3 both say "try again later".
@@ -103,12 +103,10 @@ impl Connection {
             }
         };
         let (user_limit, vhost_limit) = broker.auth.connection_limits(&identity);
-        let limit_slot = match broker.connection_counts.acquire(
-            &identity.username,
-            &identity.vhost,
-            user_limit,
-            vhost_limit,
-        ) {
+        let limit_slot = match broker
+            .connection_counts
+            .acquire(&identity, user_limit, vhost_limit)
+        {
             Ok(slot) => slot,
             Err(which) => {
                 Metrics::inc(&broker.metrics.connections_refused_user_or_vhost_limit);
@@ -144,13 +142,13 @@ impl Connection {
         let vhost = broker.ensure_vhost(&identity.vhost);
         let attached = broker.attach(&vhost, &client_id, self.id, connect.clean_start, now);
         let mut state = ConnectionState::new(protocol, now);
-        state.keep_alive = Duration::from_secs(u64::from(connect.keep_alive));
+        state.set_keep_alive(connect.keep_alive);
         let mut server_keep_alive = None;
         if v5
             && let Some(server) = mqtt.server_keep_alive
             && (connect.keep_alive == 0 || connect.keep_alive > server)
         {
-            state.keep_alive = Duration::from_secs(u64::from(server));
+            state.set_keep_alive(server);
             server_keep_alive = Some(server);
         }
         if v5 {
@@ -163,13 +161,16 @@ impl Connection {
         }
         {
             let mut inner = attached.session.lock();
-            inner.client = Some(Attachment::new(
-                Arc::clone(&identity.username),
-                self.peer,
-                state.keep_alive,
-                protocol,
-                self.transport,
-            ));
+            inner.set_client(
+                self.id,
+                Attachment::new(
+                    Arc::clone(&identity),
+                    self.peer(),
+                    state.keep_alive(),
+                    protocol,
+                    self.transport,
+                ),
+            );
             inner.state.expiry_interval = expiry;
             // The will's payload points into the read buffer the CONNECT came in: copy it,
             // so a stored will does not keep that whole buffer alive for the session's life.
@@ -220,14 +221,15 @@ impl Connection {
         self.established = Some(Established {
             session: attached.session,
             state,
-            identity,
+            identity: limit_slot,
             permissions,
             auth_generation,
-            _limit_slot: limit_slot,
             connect_expiry: expiry,
             token_deadline,
             jwt_method,
         });
+        // The CONNECT deadline and the credentials: no longer needed.
+        self.aside = None;
         if let Some(e) = &mut self.established {
             let mut resent = Vec::new();
             {

@@ -76,7 +76,8 @@ impl Connection {
         self.revoke_disallowed_subscriptions(&session, &permissions);
         if let Some(e) = self.established.as_mut() {
             e.token_deadline = identity.expires_at.and_then(deadline_of);
-            e.identity = identity;
+            e.identity
+                .replace_identity(self.broker.identities.share(identity));
             e.permissions = permissions;
         }
         tracing::info!(peer = %self.peer, client_id = %session.client_id, "client re-authenticated");

@@ -44,7 +44,7 @@ fn delivery(message: Arc<Message>) -> Delivery {
 }
 
 fn session() -> SessionState {
-    SessionState::new(Arc::from("client"))
+    SessionState::new()
 }
 
 fn v5_connection(now: Instant) -> ConnectionState {
@@ -496,7 +496,7 @@ fn keep_alive_deadline_is_one_and_a_half_times_and_moves_with_packets() {
         None,
         "keep-alive 0 disables it"
     );
-    conn.keep_alive = Duration::from_secs(10);
+    conn.set_keep_alive(10);
     assert_eq!(
         conn.keep_alive_deadline(1.5),
         Some(start + Duration::from_secs(15))
@@ -527,21 +527,38 @@ fn will_and_expiry_deadlines() {
     let mut state = session();
     state.will = Some(Box::new(will(Some(5))));
     state.expiry_interval = 60;
-    assert_eq!(state.will_due_at(), None, "nothing is due while connected");
-    assert_eq!(state.expires_at(), None);
+    assert_eq!(
+        state.will_due_at(None),
+        None,
+        "nothing is due while connected"
+    );
+    assert_eq!(state.expires_at(None), None);
 
-    state.disconnected_at = Some(start);
-    assert_eq!(state.will_due_at(), Some(start + Duration::from_secs(5)));
-    assert_eq!(state.expires_at(), Some(start + Duration::from_secs(60)));
+    let disconnected_at = Some(start);
+    assert_eq!(
+        state.will_due_at(disconnected_at),
+        Some(start + Duration::from_secs(5))
+    );
+    assert_eq!(
+        state.expires_at(disconnected_at),
+        Some(start + Duration::from_secs(60))
+    );
 
     // The session ending first brings the will forward [MQTT-3.1.3-9].
     state.expiry_interval = 2;
-    assert_eq!(state.will_due_at(), Some(start + Duration::from_secs(2)));
+    assert_eq!(
+        state.will_due_at(disconnected_at),
+        Some(start + Duration::from_secs(2))
+    );
 
     state.expiry_interval = u32::MAX;
-    assert_eq!(state.expires_at(), None, "0xFFFFFFFF never expires");
+    assert_eq!(
+        state.expires_at(disconnected_at),
+        None,
+        "0xFFFFFFFF never expires"
+    );
     state.will = None;
-    assert_eq!(state.will_due_at(), None);
+    assert_eq!(state.will_due_at(disconnected_at), None);
 }
 
 #[test]
