@@ -197,7 +197,7 @@ impl SessionInner {
         now: Instant,
         metrics: &Metrics,
     ) -> Vec<Waker> {
-        self.window_full = window_full;
+        self.held.set_window_full(window_full);
         let mut wake = match window_full {
             true => self.release_parked_qos0(limits, metrics),
             false => Vec::new(),

@@ -273,6 +273,14 @@ mod size_tests {
 
     use super::*;
 
+    /// Measured with this mimalloc (2.x, as shipped): in bulk, a request takes the smallest
+    /// size class *more than 7 bytes* larger than it, so a class's own size is served from
+    /// the next one up (5,000 requests of 320 bytes: 3 blocks of 320, 4,997 of 384; of 313
+    /// bytes: all 320). Powers of two are exact. So the limits below are a class minus 8.
+    const fn fits_class(size: usize, class: usize) -> bool {
+        size <= class - 8 || size.is_power_of_two() && size <= class
+    }
+
     /// A `Connection` is paid per connection for its whole life: inline in its task, or
     /// boxed whole while an idle connection hibernates, where mimalloc rounds it up to its
     /// size classes (…, 192, 224, 256, 320, …). It was 464 bytes (a 512-byte box) before the
@@ -281,15 +289,16 @@ mod size_tests {
     #[test]
     fn a_connection_fits_mimallocs_224_byte_class() {
         let size = size_of::<Connection>();
-        assert!(size <= 224, "{size}");
+        assert!(fits_class(size, 224), "{size}");
     }
 
     /// Every session is an `Arc<SessionHandle>`: the handle plus the two 8-byte reference
     /// counts, in mimalloc's 320-byte class (it was 384 with the attached connection's
-    /// record beside its id and the disconnection time).
+    /// record beside its id and the disconnection time, and again at 320 bytes exactly,
+    /// until two flags shared a byte: see `registry::Held`).
     #[test]
     fn a_session_fits_mimallocs_320_byte_class() {
         let allocation = size_of::<SessionHandle>() + 16;
-        assert!(allocation <= 320, "{allocation}");
+        assert!(fits_class(allocation, 320), "{allocation}");
     }
 }

@@ -49,23 +49,56 @@ pub(crate) struct SessionInner {
     /// The session was removed from the registry; deliveries are refused.
     pub(crate) ended: bool,
     /// Bumped on every attach so that timers armed for an older disconnect do nothing.
-    pub(crate) generation: u64,
+    pub(crate) generation: u32,
     /// The attached connection's task, woken on deliveries or when it is kicked. A waker
     /// under the lock we take anyway, rather than a `Notify`: the connection task then
     /// needs no 64-byte `Notified` future of its own while idle (see `poll_news`).
     waker: Option<Waker>,
     /// News for the attached connection arrived since it last looked.
     pub(crate) news: bool,
-    /// Whether deliveries wake the attached connection, or only set `news`: a connection
-    /// whose write is blocked cannot send them anyway, and waking it for each one (a busy
-    /// subscriber gets thousands a second) only burns the CPU its publishers need.
-    /// Takeovers, kicks and other news always wake.
-    deliveries_wake: bool,
-    /// The attached connection's last turn left deliveries queued that only its client can
-    /// let out, by acknowledging what is in flight (the in-flight window is full).
-    pub(crate) window_full: bool,
+    /// What holds the attached connection up besides the broker: whether its write is
+    /// blocked (then deliveries only set `news` instead of waking it: it could not send
+    /// them, and waking it for each one only burns the CPU its publishers need; takeovers,
+    /// kicks and other news always wake) and whether its last turn left deliveries queued
+    /// that only its client can let out, by acknowledging what is in flight.
+    pub(crate) held: Held,
     /// Publishers waiting for room in the queue (back-pressure), while there are any.
     pub(crate) congestion: Option<Box<Congestion>>,
+}
+
+/// Two flags in one byte: as two `bool`s they made `SessionHandle` 8 bytes larger, which
+/// in bulk moves its allocation from mimalloc's 320-byte blocks to its 384-byte ones.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Held(u8);
+
+impl Held {
+    const WRITE_BLOCKED: u8 = 1;
+    const WINDOW_FULL: u8 = 2;
+
+    /// The connection's write is blocked: deliveries do not wake it.
+    pub(crate) fn write_blocked(self) -> bool {
+        self.0 & Self::WRITE_BLOCKED != 0
+    }
+
+    /// The in-flight window is full: only the client's acknowledgements let more out.
+    pub(crate) fn window_full(self) -> bool {
+        self.0 & Self::WINDOW_FULL != 0
+    }
+
+    pub(crate) fn set_write_blocked(&mut self, blocked: bool) {
+        self.set(Self::WRITE_BLOCKED, blocked);
+    }
+
+    pub(crate) fn set_window_full(&mut self, full: bool) {
+        self.set(Self::WINDOW_FULL, full);
+    }
+
+    fn set(&mut self, bit: u8, on: bool) {
+        match on {
+            true => self.0 |= bit,
+            false => self.0 &= !bit,
+        }
+    }
 }
 
 /// Whether a connection serves the session. One field rather than the connection's id, its
@@ -137,7 +170,7 @@ impl SessionInner {
     /// its in-flight window is full. QoS 0 publishers never wait for such a subscriber
     /// (see `backpressure.rs`).
     pub(crate) fn waits_for_client(&self) -> bool {
-        !self.deliveries_wake || self.window_full
+        self.held.write_blocked() || self.held.window_full()
     }
 
     /// One turn of the attached connection: moves queued deliveries into `out` as far as
@@ -188,8 +221,7 @@ impl SessionHandle {
                 generation: 0,
                 waker: None,
                 news: false,
-                deliveries_wake: true,
-                window_full: false,
+                held: Held::default(),
                 congestion: None,
             }),
             client_id,
@@ -210,7 +242,7 @@ impl SessionHandle {
     /// connection is busy is kept, so none is lost between polls.
     pub(crate) fn poll_news(&self, connection_id: u64, cx: &mut Context<'_>) -> Poll<()> {
         let mut inner = self.lock();
-        inner.deliveries_wake = true;
+        inner.held.set_write_blocked(false);
         Self::register_for_news(&mut inner, connection_id, cx)
     }
 
@@ -226,7 +258,7 @@ impl SessionHandle {
         metrics: &Metrics,
     ) -> Poll<()> {
         let mut inner = self.lock();
-        inner.deliveries_wake = false;
+        inner.held.set_write_blocked(true);
         let released = inner.release_parked_qos0(limits, metrics);
         let news = Self::register_for_news(&mut inner, connection_id, cx);
         drop(inner);
@@ -310,7 +342,7 @@ impl SessionHandle {
         let waker = match outcome {
             Enqueue::Refused => None,
             _ if inner.attached().is_none() => None,
-            _ if inner.deliveries_wake => inner.signal(),
+            _ if !inner.held.write_blocked() => inner.signal(),
             _ => {
                 inner.news = true;
                 None
@@ -427,9 +459,8 @@ impl Broker {
             // is queued once CONNECT is done.
             inner.news = false;
             // Nor is what held the previous connection up.
-            inner.deliveries_wake = true;
-            inner.window_full = false;
-            inner.generation += 1;
+            inner.held = Held::default();
+            inner.generation = inner.generation.wrapping_add(1);
             session.online.store(true, Ordering::Relaxed);
         }
         drop(sessions);
@@ -493,7 +524,7 @@ impl Broker {
 
     /// One task per disconnected session with a pending will or expiry: sleeps until the
     /// earliest deadline (tokio's timer wheel, no scanning), then acts if nothing changed.
-    fn arm_offline_timer(self: &Arc<Self>, session: Arc<SessionHandle>, generation: u64) {
+    fn arm_offline_timer(self: &Arc<Self>, session: Arc<SessionHandle>, generation: u32) {
         let broker = Arc::clone(self);
         tokio::spawn(async move {
             loop {
