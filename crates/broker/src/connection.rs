@@ -227,6 +227,25 @@ impl Connection {
         self.established.is_some() && !self.closed && !self.is_parked() && self.output.is_empty()
     }
 
+    /// `input` arrived for this connection while it hibernates. If it is exactly one
+    /// PINGREQ, it is answered here, without waking the connection: the keep-alive
+    /// restarts from `now` and the PINGRESP is put in [`Connection::output`] for the caller
+    /// to write, and `true` is returned. Anything else (`false`) must wake the connection,
+    /// which reads `input` from its socket itself: the caller only peeked at it.
+    pub fn answer_asleep(&mut self, input: &[u8], now: Instant) -> bool {
+        let Some(e) = &mut self.established else {
+            return false;
+        };
+        let mut packet = BytesMut::from(input);
+        if !matches!(self.decoder.decode(&mut packet), Ok(Some(Packet::PingReq)))
+            || !packet.is_empty()
+        {
+            return false;
+        }
+        e.state.on_packet_received(now);
+        encode(&Packet::PingResp, e.state.protocol, &mut self.output).is_ok()
+    }
+
     /// What a connection whose write is blocked waits for besides the socket: a takeover or
     /// a kick (checked with [`Connection::check_attached`]). New deliveries do not wake it
     /// (it could not send them); they are noted and handled once the write is done, as is a

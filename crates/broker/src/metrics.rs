@@ -57,6 +57,11 @@ counters! {
     /// Idle MQTT/TCP connections currently sleeping without a task of their own
     /// (`hibernate_after_secs`); they are also counted in `connections_open`.
     Gauge connections_hibernated,
+    /// Times a hibernated connection was woken into a task again (by its client, its
+    /// session, its deadline or shutdown).
+    Counter hibernated_wakes,
+    /// PINGREQs of hibernated connections answered without waking them.
+    Counter hibernated_pings_answered,
     /// Network connections accepted since start.
     Counter connections_accepted,
     /// Connections refused because `max_connections` was reached.

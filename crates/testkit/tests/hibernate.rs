@@ -6,7 +6,8 @@
 
 use std::time::Duration;
 
-use ferrymq_testkit::codec::{Packet, ProtocolVersion, QoS, ReasonCode};
+use bytes::BytesMut;
+use ferrymq_testkit::codec::{Packet, ProtocolVersion, QoS, ReasonCode, encode};
 use ferrymq_testkit::{Metrics, RawClient, TestBroker, WAIT, connect, publish, subscribe};
 use tokio::sync::mpsc::unbounded_channel;
 
@@ -33,10 +34,37 @@ async fn until_asleep(broker: &TestBroker, count: u64) {
     );
 }
 
+fn metric(broker: &TestBroker, name: &str) -> u64 {
+    broker.metric(name)
+}
+
+#[tokio::test]
+async fn a_sleeping_clients_ping_is_answered_without_waking_it() {
+    let broker = broker().await;
+    let (mut client, _) = RawClient::connect_ok(broker.addr(), connect(V5, "pinger")).await;
+    until_asleep(&broker, 1).await;
+    for answered in 1..=3 {
+        client.ping().await;
+        assert_eq!(metric(&broker, "hibernated_pings_answered"), answered);
+    }
+    assert_eq!(metric(&broker, "hibernated_wakes"), 0);
+    assert_eq!(asleep(&broker), 1);
+    // A PINGREQ with more behind it in the same write wakes the connection for both.
+    let mut bytes = BytesMut::new();
+    encode(&Packet::PingReq, V5, &mut bytes).unwrap();
+    let publish = publish("after/ping", "x").qos1(7).build();
+    encode(&Packet::Publish(publish), V5, &mut bytes).unwrap();
+    client.send_bytes(&bytes).await;
+    client.expect_pingresp(WAIT).await;
+    assert_eq!(client.expect_puback(WAIT).await.packet_id, 7);
+    assert_eq!(metric(&broker, "hibernated_wakes"), 1);
+    assert_eq!(metric(&broker, "hibernated_pings_answered"), 3);
+}
+
 #[tokio::test]
 async fn a_sleeping_client_is_woken_by_its_own_packets() {
     let broker = broker().await;
-    let (mut client, _) = RawClient::connect_ok(broker.addr(), connect(V3_1_1, "pinger")).await;
+    let (mut client, _) = RawClient::connect_ok(broker.addr(), connect(V3_1_1, "publisher")).await;
     until_asleep(&broker, 1).await;
     client.ping().await;
     until_asleep(&broker, 1).await;
@@ -108,13 +136,18 @@ async fn a_sleeping_client_that_pings_in_time_stays_connected() {
     let broker = broker().await;
     let (mut client, _) =
         RawClient::connect_ok(broker.addr(), connect(V3_1_1, "steady").keep_alive(1)).await;
-    // Three keep-alive periods, asleep between the pings.
+    // Three keep-alive periods, asleep between the pings, which are answered without
+    // waking the connection: each moves its deadline on while it sleeps.
     for _ in 0..3 {
         until_asleep(&broker, 1).await;
         tokio::time::sleep(Duration::from_millis(700)).await;
         client.ping().await;
     }
     assert_eq!(Metrics::get(&broker.metrics().keep_alive_timeouts), 0);
+    assert_eq!(metric(&broker, "hibernated_pings_answered"), 3);
+    // Then silence: the moved deadline still fires.
+    client.expect_closed(WAIT).await;
+    assert_eq!(Metrics::get(&broker.metrics().keep_alive_timeouts), 1);
 }
 
 #[tokio::test]
@@ -225,8 +258,6 @@ async fn rumqttc_works_across_sleeps() {
 async fn a_connection_behind_the_proxy_protocol_sleeps() {
     use std::sync::Arc;
 
-    use bytes::BytesMut;
-    use ferrymq_testkit::codec::encode;
     use ferrymq_transport::proxy::TrustedProxies;
     use ferrymq_transport::{MqttListenerOptions, ProxyOptions};
 

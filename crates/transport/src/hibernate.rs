@@ -16,14 +16,14 @@
 //! cannot stand for.
 
 use std::future::Future;
-use std::io;
+use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Wake, Waker};
 use std::time::Duration;
 
-use ferrymq_broker::Connection;
+use bytes::Buf;
+use ferrymq_broker::{Connection, Metrics};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Token};
 use slab::Slab;
@@ -210,10 +210,7 @@ impl Hibernation {
             let second = sleepers.deadlines.second_of(at.into());
             sleepers.deadlines.insert(second, ticket);
         }
-        conn.broker()
-            .metrics()
-            .connections_hibernated
-            .fetch_add(1, Ordering::Relaxed);
+        Metrics::inc(&conn.broker().metrics().connections_hibernated);
         tracing::trace!(peer = %conn.peer(), "connection hibernates");
         entry.insert(Sleeper {
             socket,
@@ -238,6 +235,31 @@ impl Hibernation {
         self.wake_sleeper(sleeper);
     }
 
+    /// A sleeper's socket became readable. A lone PINGREQ, which is what an idle client
+    /// sends most (its keep-alive), is answered in place; anything else wakes it.
+    fn on_readable(&self, ticket: Ticket) {
+        let sleeper = {
+            let mut sleepers = lock(&self.shared.sleepers);
+            let slot = ticket.slot as usize;
+            match sleepers.slots.get_mut(slot) {
+                Some(sleeper) if sleeper.generation == ticket.generation => {
+                    match answer_ping(sleeper) {
+                        Answer::Answered => {
+                            Metrics::inc(
+                                &sleeper.conn.broker().metrics().hibernated_pings_answered,
+                            );
+                            return;
+                        }
+                        Answer::Nothing => return,
+                        Answer::Wake => sleepers.slots.remove(slot),
+                    }
+                }
+                _ => return,
+            }
+        };
+        self.wake_sleeper(sleeper);
+    }
+
     /// Wakes the sleepers whose deadline passed by `now`.
     fn expire(&self, now: Instant) {
         let mut due = Vec::new();
@@ -251,8 +273,10 @@ impl Hibernation {
                 match slots.get(slot) {
                     Some(sleeper) if sleeper.generation == ticket.generation => {
                         let deadline = sleeper.conn.deadline().map(Instant::from_std);
-                        if deadline.is_some_and(|at| at > second_ends) {
-                            return Keep::Yes;
+                        if let Some(at) = deadline
+                            && at > second_ends
+                        {
+                            return Keep::Until(at);
                         }
                         due.push(slots.remove(slot));
                         Keep::No
@@ -269,10 +293,9 @@ impl Hibernation {
 
     fn wake_sleeper(&self, sleeper: Sleeper) {
         let Sleeper { socket, conn, .. } = sleeper;
-        conn.broker()
-            .metrics()
-            .connections_hibernated
-            .fetch_sub(1, Ordering::Relaxed);
+        let metrics = conn.broker().metrics();
+        Metrics::dec(&metrics.connections_hibernated);
+        Metrics::inc(&metrics.hibernated_wakes);
         let _ = self
             .shared
             .registry
@@ -306,6 +329,50 @@ impl Hibernation {
             self.wake_sleeper(sleeper);
         }
     }
+}
+
+/// What a sleeper's readable socket asked for.
+enum Answer {
+    /// A PINGREQ, answered; the connection sleeps on (its keep-alive restarted, so its
+    /// entry in the wheel is filed again when its old second comes).
+    Answered,
+    /// Nothing to read after all.
+    Nothing,
+    /// Anything else: the connection must wake and read it itself.
+    Wake,
+}
+
+/// Answers a lone PINGREQ waiting on a sleeper's socket. It is only peeked at until the
+/// connection took it, and consumed before the reply is written: a reply the socket does
+/// not take whole is left in the connection's output, which its task writes first when it
+/// wakes, so the client never gets two.
+fn answer_ping(sleeper: &mut Sleeper) -> Answer {
+    // One byte more than a PINGREQ: a PINGREQ with anything after it wakes the connection.
+    let mut peeked = [0u8; 3];
+    let n = match sleeper.socket.peek(&mut peeked) {
+        Ok(n) => n,
+        Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Answer::Nothing,
+        Err(_) => return Answer::Wake,
+    };
+    let now = std::time::Instant::now();
+    if n != 2 || !sleeper.conn.answer_asleep(&peeked[..n], now) {
+        return Answer::Wake;
+    }
+    let mut ping = [0u8; 2];
+    if !matches!((&sleeper.socket).read(&mut ping), Ok(2)) {
+        return Answer::Wake;
+    }
+    let output = sleeper.conn.output();
+    match (&sleeper.socket).write(output) {
+        Ok(written) => output.advance(written),
+        Err(_) => return Answer::Wake,
+    }
+    if !output.is_empty() {
+        return Answer::Wake;
+    }
+    // A sleeper keeps no buffer.
+    *output = bytes::BytesMut::new();
+    Answer::Answered
 }
 
 /// A stream whose connection can sleep: its socket alone stands for it once the task
@@ -379,7 +446,7 @@ async fn watch(mut poll: AsyncFd<EpollSet>, shared: Arc<Shared>, shutdown: Cance
         if let Some(guard) = readable {
             let Ok(mut guard) = guard else {
                 tracing::error!(
-                    "the hibernation epoll set failed: hibernated connections wake only for their session or deadline"
+                    "the hibernation epoll set failed: every hibernated connection is woken, and no more hibernate on this listener"
                 );
                 break;
             };
@@ -388,12 +455,22 @@ async fn watch(mut poll: AsyncFd<EpollSet>, shared: Arc<Shared>, shutdown: Cance
                     .get_inner_mut()
                     .0
                     .poll(&mut events, Some(Duration::ZERO));
-                if polled.is_err() || events.is_empty() {
-                    guard.clear_ready();
-                    break;
+                match polled {
+                    Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(error) => {
+                        tracing::warn!(%error, "polling the hibernation epoll set failed");
+                        guard.clear_ready();
+                        break;
+                    }
+                    Ok(()) if events.is_empty() => {
+                        // Drained: tokio reports the set readable again on its next event.
+                        guard.clear_ready();
+                        break;
+                    }
+                    Ok(()) => {}
                 }
                 for event in events.iter() {
-                    hibernation.resume(Ticket::from_token(event.token()));
+                    hibernation.on_readable(Ticket::from_token(event.token()));
                 }
             }
         }

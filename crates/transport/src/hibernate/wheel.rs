@@ -2,8 +2,9 @@
 //! bucket per second of a `SLOTS`-second ring, each a list of the entries due in that
 //! second of some turn of the ring. Inserting is a push; the watcher empties one bucket per
 //! second. An entry costs its 8 bytes (tokio-util's `DelayQueue` costs about 100 per entry
-//! with its slab), and nothing is removed when a sleeper wakes early: its entry is dropped
-//! when its bucket comes round and the owner says it is stale.
+//! with its slab), and nothing is removed when a sleeper wakes early or its deadline moves:
+//! when its bucket comes round, the owner says whether it is stale (dropped), due, or due
+//! later (filed again under its new second).
 //!
 //! A second is fine-grained enough for what sleeps here: keep-alive deadlines carry a grace
 //! of half the keep-alive or more, and token expiry is enforced to the second.
@@ -52,21 +53,27 @@ impl<T: Copy> Wheel<T> {
 
     /// Empties the buckets of every second up to `now`, at most one turn of the ring, and
     /// hands each entry to `due` with the instant its bucket's second ends (deadlines up to
-    /// it are due); `due` says whether to drop the entry (it fired or is stale) or keep it
-    /// for a later turn.
+    /// it are due); `due` says whether to drop the entry (it fired or is stale) or file it
+    /// again for a later deadline.
     pub(super) fn advance(&mut self, now: Instant, mut due: impl FnMut(T, Instant) -> Keep) {
         let now = now.saturating_duration_since(self.origin).as_secs();
         let last = now.min(self.next + SLOTS as u64 - 1);
+        let mut later = Vec::new();
         while self.next <= last {
             let second = self.next;
             let ends = self.origin + Duration::from_secs(second);
-            let bucket = &mut self.buckets[(second % SLOTS as u64) as usize];
-            bucket.retain(|entry| due(*entry, ends) == Keep::Yes);
-            if bucket.is_empty() {
-                // A burst of sleepers must not pin its bucket's memory for good.
-                *bucket = Vec::new();
+            let index = (second % SLOTS as u64) as usize;
+            let bucket = std::mem::take(&mut self.buckets[index]);
+            for entry in bucket {
+                if let Keep::Until(at) = due(entry, ends) {
+                    later.push((at, entry));
+                }
             }
             self.next += 1;
+            for (at, entry) in later.drain(..) {
+                let second = self.second_of(at);
+                self.insert(second, entry);
+            }
         }
     }
 
@@ -81,8 +88,8 @@ impl<T: Copy> Wheel<T> {
 /// Whether [`Wheel::advance`] keeps an entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Keep {
-    /// Due in a later turn of the ring.
-    Yes,
+    /// Not due yet: file it again for this deadline.
+    Until(Instant),
     /// Fired, or stale.
     No,
 }
@@ -100,11 +107,12 @@ mod tests {
     ) -> Vec<u32> {
         let mut fired = Vec::new();
         wheel.advance(now, |entry, ends| {
-            if origin + Duration::from_secs(deadline_of(entry)) <= ends {
+            let deadline = origin + Duration::from_secs(deadline_of(entry));
+            if deadline <= ends {
                 fired.push(entry);
                 Keep::No
             } else {
-                Keep::Yes
+                Keep::Until(deadline)
             }
         });
         fired
@@ -133,6 +141,22 @@ mod tests {
         assert_eq!(wheel.next_tick(), origin + Duration::from_secs(3));
         // An emptied second is never filed under again: a late deadline fires next.
         assert_eq!(wheel.second_of(origin), 3);
+    }
+
+    #[test]
+    fn an_entry_whose_deadline_moved_later_is_filed_again_and_fires_then() {
+        let origin = Instant::now();
+        let mut wheel = Wheel::new(origin);
+        wheel.insert(3, 9);
+        // By second 3 the deadline moved to second 7 (a ping answered while asleep).
+        let at = |s: u64| origin + Duration::from_secs(s);
+        assert!(fired(&mut wheel, origin, at(5), |_| 7).is_empty());
+        assert!(fired(&mut wheel, origin, at(6), |_| 7).is_empty());
+        assert_eq!(fired(&mut wheel, origin, at(7), |_| 7), [9]);
+        assert!(
+            fired(&mut wheel, origin, at(2000), |_| 7).is_empty(),
+            "fired once"
+        );
     }
 
     #[test]
