@@ -3,13 +3,13 @@ their own and must behave exactly as awake ones. Each test waits until the broke
 `ferrymq_connections_hibernated` gauge (/metrics) shows its clients asleep, then uses them
 with clients nobody here wrote: paho-mqtt and mosquitto_pub / mosquitto_sub."""
 
-import shutil
 import subprocess
 import time
 
 import pytest
 from mqttc import V5, V311, uid
 from test_cli_tools import Sub, base_args
+from test_cli_tools import pytestmark as needs_mosquitto_clients
 from test_management import api
 
 pytestmark = pytest.mark.ferrymq_only
@@ -73,9 +73,8 @@ def test_a_sleeping_paho_client_is_dropped_at_its_keep_alive(sleepy_broker, clie
     assert watcher.expect_one().payload == b"timed out"
 
 
-@pytest.mark.skipif(
-    not (shutil.which("mosquitto_pub") and shutil.which("mosquitto_sub")),
-    reason="mosquitto-clients not installed (scripts/install-test-deps.sh installs it)")
+# The command-line clients' own condition (scripts/install-test-deps.sh installs them).
+@needs_mosquitto_clients
 def test_mosquitto_sub_pinging_across_sleeps_gets_its_message(sleepy_broker):
     b = sleepy_broker
     topic = uid("mosq") + "/t"

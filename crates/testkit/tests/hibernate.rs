@@ -34,10 +34,6 @@ async fn until_asleep(broker: &TestBroker, count: u64) {
     );
 }
 
-fn metric(broker: &TestBroker, name: &str) -> u64 {
-    broker.metric(name)
-}
-
 #[tokio::test]
 async fn a_sleeping_clients_ping_is_answered_without_waking_it() {
     let broker = broker().await;
@@ -45,9 +41,9 @@ async fn a_sleeping_clients_ping_is_answered_without_waking_it() {
     until_asleep(&broker, 1).await;
     for answered in 1..=3 {
         client.ping().await;
-        assert_eq!(metric(&broker, "hibernated_pings_answered"), answered);
+        assert_eq!(broker.metric("hibernated_pings_answered"), answered);
     }
-    assert_eq!(metric(&broker, "hibernated_wakes"), 0);
+    assert_eq!(broker.metric("hibernated_wakes"), 0);
     assert_eq!(asleep(&broker), 1);
     // A PINGREQ with more behind it in the same write wakes the connection for both.
     let mut bytes = BytesMut::new();
@@ -57,8 +53,8 @@ async fn a_sleeping_clients_ping_is_answered_without_waking_it() {
     client.send_bytes(&bytes).await;
     client.expect_pingresp(WAIT).await;
     assert_eq!(client.expect_puback(WAIT).await.packet_id, 7);
-    assert_eq!(metric(&broker, "hibernated_wakes"), 1);
-    assert_eq!(metric(&broker, "hibernated_pings_answered"), 3);
+    assert_eq!(broker.metric("hibernated_wakes"), 1);
+    assert_eq!(broker.metric("hibernated_pings_answered"), 3);
 }
 
 #[tokio::test]
@@ -144,7 +140,7 @@ async fn a_sleeping_client_that_pings_in_time_stays_connected() {
         client.ping().await;
     }
     assert_eq!(Metrics::get(&broker.metrics().keep_alive_timeouts), 0);
-    assert_eq!(metric(&broker, "hibernated_pings_answered"), 3);
+    assert_eq!(broker.metric("hibernated_pings_answered"), 3);
     // Then silence: the moved deadline still fires.
     client.expect_closed(WAIT).await;
     assert_eq!(Metrics::get(&broker.metrics().keep_alive_timeouts), 1);
