@@ -81,14 +81,19 @@ class ConnResult:
 class Client:
     def __init__(self, broker, client_id: str | None = None, *, protocol=V311,
                  username: str | None = "guest", password: str | None = "guest",
-                 clean: bool = True):
+                 clean: bool = True, transport: str = "tcp"):
         self.broker = broker
+        self.transport = transport
         self.client_id = uid("c") if client_id is None else client_id
         self.protocol = protocol
         self.clean = clean
         kw = {} if protocol == V5 else {"clean_session": clean}
+        # transport="websockets": MQTT over the broker's WebSocket listener, path /mqtt.
         self.c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id,
-                             protocol=protocol, reconnect_on_failure=False, **kw)
+                             protocol=protocol, reconnect_on_failure=False,
+                             transport=transport, **kw)
+        if transport == "websockets":
+            self.c.ws_set_options(path="/mqtt")
         if username is not None:
             self.c.username_pw_set(username, password)
         self.messages: "queue.Queue[Msg]" = queue.Queue()
@@ -146,7 +151,8 @@ class Client:
         if self.protocol == V5:
             kw["clean_start"] = self.clean
             kw["properties"] = properties
-        self.c.connect(self.broker.host, self.broker.port, keepalive, **kw)
+        port = self.broker.ws_port if self.transport == "websockets" else self.broker.port
+        self.c.connect(self.broker.host, port, keepalive, **kw)
         self.c.loop_start()
         self.loop_running = True
         try:

@@ -190,7 +190,8 @@ impl FrameDecoder {
             127 => 8,
             _ => 0,
         };
-        let total = 2 + extended + 4;
+        let mask_len = if self.header[1] & 0x80 != 0 { 4 } else { 0 };
+        let total = 2 + extended + mask_len;
         if usize::from(self.header_len) < total {
             return None;
         }
@@ -211,7 +212,9 @@ impl FrameDecoder {
             return Some(Step::Fail(close_code::TOO_BIG));
         }
         // The mask moves to the front: the header's other bytes are not needed any more.
+        // (An unmasked control frame unmasks with zeros.)
         self.header.copy_within(2 + extended..total, 0);
+        self.header[mask_len..4].fill(0);
         self.mask_offset = 0;
         self.header_len = 0;
         self.remaining = length;
@@ -237,8 +240,12 @@ impl FrameDecoder {
         if b0 & 0x30 != 0 || (rsv1 && (!self.deflate() || !matches!(opcode, OP_BINARY | OP_TEXT))) {
             return Err(close_code::PROTOCOL_ERROR);
         }
-        if b1 & 0x80 == 0 {
-            // Client frames must be masked [RFC 6455 §5.1].
+        if b1 & 0x80 == 0 && !matches!(opcode, OP_CLOSE | OP_PING | OP_PONG) {
+            // Client frames must be masked [RFC 6455 §5.1], and data frames here must. Control
+            // frames are let through unmasked: paho-mqtt (Python, 2.1) sends its pongs and its
+            // close frame unmasked (as paho's C client did until 1.3.2), and closing for that
+            // would drop every idle paho WebSocket client at the first ping. A control frame
+            // is at most 125 bytes and never reaches the MQTT layer.
             return Err(close_code::PROTOCOL_ERROR);
         }
         match opcode {

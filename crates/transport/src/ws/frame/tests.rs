@@ -87,6 +87,25 @@ fn control_frames() {
     assert_eq!(steps, vec![Step::Close(Some(1000))]);
 }
 
+/// paho-mqtt (Python) sends pongs and its close frame without a mask: control frames are
+/// taken unmasked, with data around them still unmasked correctly; data frames are not.
+#[test]
+fn unmasked_control_frames_are_tolerated() {
+    let mut input = frame(0x82, b"ab");
+    input.extend([0x8A, 0x03, b'x', b'y', b'z']); // unmasked pong
+    input.extend([0x89, 0x00]); // unmasked empty ping
+    input.extend(frame(0x82, b"cd"));
+    input.extend([0x88, 0x02, 0x03, 0xE8]); // unmasked close 1000
+    for chunk in [1, 3, input.len()] {
+        let (data, steps) = run(&input, chunk);
+        assert_eq!(data, b"abcd");
+        assert_eq!(
+            steps,
+            vec![Step::Pong, Step::Ping(Vec::new()), Step::Close(Some(1000))]
+        );
+    }
+}
+
 #[test]
 fn protocol_violations_fail_with_the_right_close_code() {
     use close_code::*;
