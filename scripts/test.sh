@@ -50,10 +50,11 @@ if ((tests_only == 0)); then
     fi
     step "cargo build --release" cargo build --release
     step "cargo test --release" cargo test --workspace --release
-    # The protocol suite again with every MQTT/TCP connection hibernating as soon as it is
-    # quiet for a millisecond: sleeping must change nothing a client can see.
-    step "cargo test --release: testkit, hibernating at every pause" \
-        env FERRYMQ_TEST_HIBERNATE_MS=1 cargo test --release -p ferrymq-testkit
+    # The protocol and transport suites again with every MQTT/TCP and WebSocket connection
+    # hibernating as soon as it is quiet for a millisecond: sleeping must change nothing a
+    # client can see.
+    step "cargo test --release: testkit and transport, hibernating at every pause" \
+        env FERRYMQ_TEST_HIBERNATE_MS=1 cargo test --release -p ferrymq-testkit -p ferrymq-transport
 fi
 
 step "install test dependencies" bash scripts/install-test-deps.sh

@@ -1,7 +1,8 @@
-"""Hibernation (`mqtt.hibernate_after_secs`): idle MQTT/TCP connections sleep without a task of
-their own and must behave exactly as awake ones. Each test waits until the broker's
-`ferrymq_connections_hibernated` gauge (/metrics) shows its clients asleep, then uses them
-with clients nobody here wrote: paho-mqtt and mosquitto_pub / mosquitto_sub."""
+"""Hibernation (`mqtt.hibernate_after_secs`, `websocket.hibernate_after_secs`): idle MQTT/TCP
+and WebSocket connections sleep without a task of their own and must behave exactly as awake
+ones. Each test waits until the broker's `ferrymq_connections_hibernated` gauge (/metrics)
+shows its clients asleep, then uses them with clients nobody here wrote: paho-mqtt (over TCP
+and WebSocket) and mosquitto_pub / mosquitto_sub."""
 
 import subprocess
 import time
@@ -20,12 +21,15 @@ def sleepy_broker(make_broker):
     return make_broker(mqtt={"hibernate_after_secs": 1})
 
 
-def hibernated(broker) -> int:
+def metric(broker, name) -> int:
     status, text = api(broker, "GET", "/metrics", user=None)
     assert status == 200
-    (line,) = [l for l in text.splitlines() if l.startswith("ferrymq_connections_hibernated ")]
-    assert "# TYPE ferrymq_connections_hibernated gauge" in text
+    (line,) = [l for l in text.splitlines() if l.startswith(f"ferrymq_{name} ")]
     return int(line.split()[1])
+
+
+def hibernated(broker) -> int:
+    return metric(broker, "connections_hibernated")
 
 
 def wait_asleep(broker, count, timeout=10.0):
@@ -90,3 +94,29 @@ def test_mosquitto_sub_pinging_across_sleeps_gets_its_message(sleepy_broker):
     finally:
         sub.kill()
     assert lines == [f"MSG|{topic}|0|0|woken"], lines
+
+
+def test_sleeping_paho_websocket_clients_keep_alive_asleep_and_wake_for_messages(
+        make_broker, clients):
+    """An idle browser-like client: paho over WebSocket with a 2 s keep-alive, the broker
+    pinging every second. Its PINGREQs, the broker's pings and paho's pongs are all handled
+    while it sleeps; a message wakes it."""
+    b = make_broker(tables={"websocket": {"hibernate_after_secs": 1, "ping_interval_secs": 1}})
+    topic = uid("wsleep") + "/t"
+    sub = clients.connect(b, protocol=V5, transport="websockets", keepalive=2)
+    sub.subscribe(topic, 2)
+    pub = clients.connect(b, protocol=V311, transport="websockets", keepalive=2)
+    wait_asleep(b, 2)
+    wakes = metric(b, "hibernated_wakes_total")
+    answered = metric(b, "hibernated_pings_answered_total")
+    time.sleep(4.5)
+    assert metric(b, "hibernated_pings_answered_total") >= answered + 2
+    assert metric(b, "hibernated_wakes_total") == wakes, "a keep-alive woke a connection"
+    assert hibernated(b) == 2
+    for qos in (0, 1, 2):
+        pub.publish(topic, f"qos {qos}".encode(), qos)
+        assert sub.expect_one().payload == f"qos {qos}".encode()
+    wait_asleep(b, 2)
+    sub.disconnect()
+    pub.disconnect()
+    wait_asleep(b, 0)

@@ -13,7 +13,7 @@ def test_paho_stays_connected_across_the_brokers_pings(make_broker, clients):
     """paho-mqtt (2.1) answers WebSocket pings with *unmasked* pongs, which RFC 6455 says a
     server must close for. FerryMQ takes unmasked control frames (data frames must still be
     masked): otherwise every idle paho WebSocket client would be dropped at the first ping."""
-    b = make_broker(tables={"websocket": {"ping_interval_secs": 1}})
+    b = make_broker(tables={"websocket": {"ping_interval_secs": 1, "hibernate_after_secs": 0}})
     topic = uid("wsping") + "/t"
     sub = clients.connect(b, protocol=V5, transport="websockets", keepalive=60)
     sub.subscribe(topic, 1)

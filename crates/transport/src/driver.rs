@@ -78,9 +78,11 @@ pub trait ConnectionIo: AsyncRead + AsyncWrite + Unpin {
     /// earlier). What it queues is written by the task's next flush.
     fn on_timer(&mut self, _now: Instant) {}
 
-    /// Whether the stream holds bytes it read from the socket and has not returned yet.
-    /// A stream that may (TLS, WebSocket) never sleeps (see [`crate::hibernate`]).
-    fn buffered(&self) -> bool {
+    /// Whether the stream is in the middle of something its socket's readiness does not
+    /// stand for: bytes read from the socket and not returned yet, a frame half read or
+    /// half written, control frames waiting to go out. A busy stream's connection does not
+    /// sleep (see [`crate::hibernate`]); streams that never sleep (TLS) need not say.
+    fn busy(&self) -> bool {
         false
     }
 
@@ -148,8 +150,8 @@ pub(crate) enum Outcome {
     /// The connection is closed.
     Closed,
     /// The connection was quiet for the hibernation time and may sleep without a task
-    /// (see [`crate::hibernate`]): it is established, has nothing to write, nothing
-    /// buffered and no timer of the stream's own.
+    /// (see [`crate::hibernate`]): it is established, has nothing to write and its stream
+    /// is not busy.
     Quiet,
 }
 
@@ -199,7 +201,7 @@ struct Waits<'p> {
     /// With hibernation: the connection read or was woken since the last idle check.
     active: bool,
     /// With hibernation: an earlier deadline took the timer from the idle check, which is
-    /// armed again once that deadline fired.
+    /// taken once that deadline fired.
     idle_displaced: bool,
 }
 
@@ -338,8 +340,13 @@ impl<S: ConnectionIo> Task<S> {
                     // A parked connection whose subscribers stalled was let go: its input
                     // is handled at the next turn.
                     waits.woken |= waits.parked && !self.conn.is_parked();
-                    // An idle check this deadline displaced is armed again next turn.
-                    waits.idle_displaced = false;
+                    // An idle check this deadline displaced is taken at once (after what the
+                    // deadline queued, a WebSocket ping, is written): re-armed a full period
+                    // later, it would be displaced again by a stream timer that is shorter
+                    // than the period, and the connection would never sleep.
+                    if std::mem::take(&mut waits.idle_displaced) {
+                        waits.set_timer(now, Timer::Idle);
+                    }
                 }
                 if let (Ok(()), true, Some(after)) = (result, idle, hibernate_after) {
                     if !std::mem::take(&mut waits.active) && self.may_sleep(&waits) {
@@ -371,13 +378,13 @@ impl<S: ConnectionIo> Task<S> {
         }
     }
 
-    /// Whether nothing but the socket, the session and the deadline can need this
+    /// Whether nothing but the socket, the session, the deadline and the stream's timer
+    /// (which sleeps with the stream, see [`crate::hibernate::Dormant`]) can need this
     /// connection next: then it may sleep without its task.
     fn may_sleep(&self, waits: &Waits<'_>) -> bool {
         !(waits.closing || waits.burst || waits.woken || waits.parked || waits.eof)
             && self.input.is_empty()
-            && self.stream.timer().is_none()
-            && !self.stream.buffered()
+            && !self.stream.busy()
             && self.conn.can_hibernate()
     }
 
@@ -422,9 +429,9 @@ impl<S: ConnectionIo> Task<S> {
     /// is moved only when it would fire late; firing early costs one check and a re-arm.
     ///
     /// With hibernation the timer also serves the idle check, which is armed with a clock
-    /// read only when it is not already pending: once after CONNECT, after a deadline that
-    /// displaced it fired, after a blocked write used the timer. While traffic flows it is
-    /// left alone and re-armed when it fires.
+    /// read only when it is not already pending: once after CONNECT, after a deadline fired,
+    /// after a blocked write used the timer. While traffic flows it is left alone and
+    /// re-armed when it fires.
     fn arm_deadline(&mut self, waits: &mut Waits<'_>, hibernate_after: Option<IdleLimit>) {
         if let Some(after) = hibernate_after
             && waits.timer_for != Timer::Idle

@@ -1,4 +1,4 @@
-//! Idle MQTT/TCP connections hibernate: after `hibernate_after` without traffic a
+//! Idle MQTT connections over plain TCP and plain WebSocket hibernate: after `hibernate_after` without traffic a
 //! connection gives up its task and its place in tokio's reactor, and waits as one small
 //! record in an epoll set of its own until the client sends something, its session has
 //! news (a delivery, a takeover, a kick), its deadline passes (keep-alive, token expiry) or
@@ -11,9 +11,11 @@
 //! and the waker its session holds. RabbitMQ hibernates idle connection processes for the
 //! same reason.
 //!
-//! Only plain TCP sleeps: a TLS stream keeps decrypted bytes and session state of its own,
-//! and a WebSocket stream its frame state and ping timer, that the socket's readiness
-//! cannot stand for.
+//! What a stream keeps besides its socket sleeps with it (`Dormant`): nothing for plain
+//! TCP; for a WebSocket its frame size limit and its ping timer, whose pings are sent from
+//! here, as their pongs and the client's keep-alive are taken, without waking anyone
+//! (`ws/stream/dormant.rs`). TLS does not sleep: its stream keeps decrypted bytes and session
+//! state that the socket's readiness cannot stand for.
 
 use std::future::Future;
 use std::io::{self, Read, Write};
@@ -41,19 +43,27 @@ mod wheel;
 /// Readiness events taken from the epoll set per system call.
 const EVENTS_PER_POLL: usize = 256;
 
-/// The sleeping connections of one listener. Cloning shares them.
-#[derive(Clone)]
-pub struct Hibernation {
-    shared: Arc<Shared>,
+/// The sleeping connections of one listener, whose streams sleep as `D`. Cloning shares
+/// them.
+pub(crate) struct Hibernation<D: Dormant> {
+    shared: Arc<Shared<D>>,
 }
 
-struct Shared {
+impl<D: Dormant> Clone for Hibernation<D> {
+    fn clone(&self) -> Self {
+        Hibernation {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+struct Shared<D> {
     /// How long a connection must be quiet before it sleeps (it sleeps at the first check
     /// after that, so after at most twice this).
     after: Duration,
     /// Registers and deregisters sleepers' sockets in the epoll set that the watcher polls.
     registry: mio::Registry,
-    sleepers: Mutex<Sleepers>,
+    sleepers: Mutex<Sleepers<D>>,
     /// Sleepers whose session woke them, for the watcher. Separate from `sleepers`
     /// because sessions wake under their own lock, which `hibernate` takes while holding
     /// `sleepers`.
@@ -61,8 +71,8 @@ struct Shared {
     news: tokio::sync::Notify,
 }
 
-struct Sleepers {
-    slots: Slab<Sleeper>,
+struct Sleepers<D> {
+    slots: Slab<Sleeper<D>>,
     /// Each sleeper's deadline (keep-alive, token expiry), to the second.
     deadlines: Wheel<Ticket>,
     next_generation: u32,
@@ -70,12 +80,30 @@ struct Sleepers {
     closed: bool,
 }
 
-/// 16 bytes: its deadline is not kept here but asked of the connection when the wheel
-/// comes to it (a sleeping connection's deadline does not move).
-struct Sleeper {
+/// 16 bytes: its deadline is not kept here but asked of the connection and the stream when
+/// the wheel comes to it (a sleeping connection's deadlines only move later).
+struct Sleeper<D> {
     socket: std::net::TcpStream,
     generation: u32,
-    conn: Box<Connection>,
+    asleep: Box<Asleep<D>>,
+}
+
+/// A sleeping connection and what its stream keeps besides the socket, in one allocation
+/// (for plain TCP `D` takes no space).
+struct Asleep<D> {
+    conn: Connection,
+    stream: D,
+}
+
+impl<D: Dormant> Asleep<D> {
+    /// The earliest of the connection's deadline and the stream's timer.
+    fn next_deadline(&self) -> Option<Instant> {
+        let deadline = self.conn.deadline().map(Instant::from_std);
+        match (deadline, self.stream.timer()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
 }
 
 /// A sleeper's slot and the generation it was put there with: a wake that arrives after
@@ -100,12 +128,12 @@ impl Ticket {
 }
 
 /// The waker a sleeper leaves with its session.
-struct Alarm {
-    shared: Weak<Shared>,
+struct Alarm<D> {
+    shared: Weak<Shared<D>>,
     ticket: Ticket,
 }
 
-impl Wake for Alarm {
+impl<D: Dormant> Wake for Alarm<D> {
     fn wake(self: Arc<Self>) {
         self.wake_by_ref();
     }
@@ -124,10 +152,13 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-impl Hibernation {
+impl<D: Dormant> Hibernation<D> {
     /// Starts the watcher task of one listener: connections quiet for `after` sleep until
     /// their socket, session or deadline needs them, or until `shutdown`.
-    pub fn start(after: Duration, shutdown: CancellationToken) -> io::Result<Hibernation> {
+    pub(crate) fn start(
+        after: Duration,
+        shutdown: CancellationToken,
+    ) -> io::Result<Hibernation<D>> {
         let poll = mio::Poll::new()?;
         let shared = Arc::new(Shared {
             after,
@@ -154,18 +185,18 @@ impl Hibernation {
     }
 
     /// How long a connection must be quiet before it sleeps.
-    pub fn after(&self) -> Duration {
+    pub(crate) fn after(&self) -> Duration {
         self.shared.after
     }
 
     /// Serves a connection over `stream` (a task of its own, as
     /// [`crate::driver::run_connection`]), letting it sleep here whenever it is quiet.
-    pub(crate) fn run<S: Sleepable>(&self, stream: S, conn: Connection) {
+    pub(crate) fn run<S: Sleepable<Dormant = D>>(&self, stream: S, conn: Connection) {
         tokio::spawn(serve(stream, conn, self.clone()));
     }
 
     /// Puts a quiet connection to sleep, or, if something already needs it, serves it on.
-    fn hibernate(&self, stream: TcpStream, conn: Connection) {
+    fn hibernate(&self, stream: TcpStream, dormant: D, conn: Connection) {
         let mut conn = conn;
         let socket = match stream.into_std() {
             Ok(socket) => socket,
@@ -178,7 +209,7 @@ impl Hibernation {
         let mut sleepers = lock(&self.shared.sleepers);
         if sleepers.closed {
             drop(sleepers);
-            return self.wake_up(socket, conn);
+            return self.wake_up(socket, dormant, conn);
         }
         let sleepers = &mut *sleepers;
         let entry = sleepers.slots.vacant_entry();
@@ -194,7 +225,7 @@ impl Hibernation {
             ticket,
         }));
         if conn.poll_wake(&mut Context::from_waker(&alarm)).is_ready() {
-            return self.wake_up(socket, conn);
+            return self.wake_up(socket, dormant, conn);
         }
         // Edge-triggered, and reported at once if bytes arrived since the task last read.
         let registered = self.shared.registry.register(
@@ -204,18 +235,22 @@ impl Hibernation {
         );
         if let Err(error) = registered {
             tracing::debug!(peer = %conn.peer(), %error, "could not hibernate");
-            return self.wake_up(socket, conn);
-        }
-        if let Some(at) = conn.deadline() {
-            let second = sleepers.deadlines.second_of(at.into());
-            sleepers.deadlines.insert(second, ticket);
+            return self.wake_up(socket, dormant, conn);
         }
         Metrics::inc(&conn.broker().metrics().connections_hibernated);
         tracing::trace!(peer = %conn.peer(), "connection hibernates");
+        let asleep = Box::new(Asleep {
+            conn,
+            stream: dormant,
+        });
+        if let Some(at) = asleep.next_deadline() {
+            let second = sleepers.deadlines.second_of(at);
+            sleepers.deadlines.insert(second, ticket);
+        }
         entry.insert(Sleeper {
             socket,
             generation: ticket.generation,
-            conn: Box::new(conn),
+            asleep,
         });
     }
 
@@ -243,11 +278,10 @@ impl Hibernation {
             let slot = ticket.slot as usize;
             match sleepers.slots.get_mut(slot) {
                 Some(sleeper) if sleeper.generation == ticket.generation => {
-                    match answer_ping(sleeper) {
+                    let Asleep { conn, stream } = &mut *sleeper.asleep;
+                    match stream.on_readable(&sleeper.socket, conn) {
                         Answer::Answered => {
-                            Metrics::inc(
-                                &sleeper.conn.broker().metrics().hibernated_pings_answered,
-                            );
+                            Metrics::inc(&conn.broker().metrics().hibernated_pings_answered);
                             return;
                         }
                         Answer::Nothing => return,
@@ -260,7 +294,8 @@ impl Hibernation {
         self.wake_sleeper(sleeper);
     }
 
-    /// Wakes the sleepers whose deadline passed by `now`.
+    /// Wakes the sleepers whose deadline passed by `now`; a stream timer that came (a
+    /// WebSocket ping) is served in place if it can be.
     fn expire(&self, now: Instant) {
         let mut due = Vec::new();
         {
@@ -270,13 +305,21 @@ impl Hibernation {
             } = &mut *sleepers;
             deadlines.advance(now, |ticket, second_ends| {
                 let slot = ticket.slot as usize;
-                match slots.get(slot) {
+                match slots.get_mut(slot) {
                     Some(sleeper) if sleeper.generation == ticket.generation => {
-                        let deadline = sleeper.conn.deadline().map(Instant::from_std);
-                        if let Some(at) = deadline
-                            && at > second_ends
+                        let asleep = &mut *sleeper.asleep;
+                        let conn_due = asleep
+                            .conn
+                            .deadline()
+                            .is_some_and(|at| Instant::from_std(at) <= second_ends);
+                        let stream_due = asleep.stream.timer().is_some_and(|at| at <= second_ends);
+                        if !conn_due
+                            && (!stream_due || asleep.stream.on_timer(&sleeper.socket, now))
                         {
-                            return Keep::Until(at);
+                            return match asleep.next_deadline() {
+                                Some(at) => Keep::Until(at),
+                                None => Keep::No,
+                            };
                         }
                         due.push(slots.remove(slot));
                         Keep::No
@@ -291,8 +334,9 @@ impl Hibernation {
         }
     }
 
-    fn wake_sleeper(&self, sleeper: Sleeper) {
-        let Sleeper { socket, conn, .. } = sleeper;
+    fn wake_sleeper(&self, sleeper: Sleeper<D>) {
+        let Sleeper { socket, asleep, .. } = sleeper;
+        let Asleep { conn, stream } = *asleep;
         let metrics = conn.broker().metrics();
         Metrics::dec(&metrics.connections_hibernated);
         Metrics::inc(&metrics.hibernated_wakes);
@@ -301,14 +345,14 @@ impl Hibernation {
             .registry
             .deregister(&mut SourceFd(&socket.as_raw_fd()));
         tracing::trace!(peer = %conn.peer(), "connection wakes");
-        self.wake_up(socket, *conn);
+        self.wake_up(socket, stream, conn);
     }
 
     /// Gives a connection a task again. Its first turn looks at everything a sleeping
     /// connection does not: input, session news, its deadline, shutdown.
-    fn wake_up(&self, socket: std::net::TcpStream, mut conn: Connection) {
+    fn wake_up(&self, socket: std::net::TcpStream, dormant: D, mut conn: Connection) {
         match TcpStream::from_std(socket) {
-            Ok(stream) => self.run(stream, conn),
+            Ok(socket) => self.run(dormant.wake(socket), conn),
             Err(error) => {
                 tracing::warn!(peer = %conn.peer(), %error, "could not wake a hibernated connection: closing it");
                 conn.on_closed();
@@ -319,7 +363,7 @@ impl Hibernation {
     /// Shutdown: wakes every sleeper (each then says goodbye as a connection with a task
     /// would) and takes no new ones.
     fn wake_all(&self) {
-        let sleepers: Vec<Sleeper> = {
+        let sleepers: Vec<Sleeper<D>> = {
             let mut sleepers = lock(&self.shared.sleepers);
             sleepers.closed = true;
             sleepers.deadlines.clear();
@@ -332,67 +376,110 @@ impl Hibernation {
 }
 
 /// What a sleeper's readable socket asked for.
-enum Answer {
-    /// A PINGREQ, answered; the connection sleeps on (its keep-alive restarted, so its
-    /// entry in the wheel is filed again when its old second comes).
+pub(crate) enum Answer {
+    /// A keep-alive (a PINGREQ), answered; the connection sleeps on (its keep-alive
+    /// restarted, so its entry in the wheel is filed again when its old second comes).
     Answered,
-    /// Nothing to read after all.
+    /// Nothing that needs the connection: nothing to read after all, or only what the
+    /// stream takes by itself (a WebSocket pong).
     Nothing,
     /// Anything else: the connection must wake and read it itself.
     Wake,
 }
 
-/// Answers a lone PINGREQ waiting on a sleeper's socket. It is only peeked at until the
-/// connection took it, and consumed before the reply is written: a reply the socket does
-/// not take whole is left in the connection's output, which its task writes first when it
-/// wakes, so the client never gets two.
-fn answer_ping(sleeper: &mut Sleeper) -> Answer {
-    // One byte more than a PINGREQ: a PINGREQ with anything after it wakes the connection.
-    let mut peeked = [0u8; 3];
-    let n = match sleeper.socket.peek(&mut peeked) {
-        Ok(n) => n,
-        Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Answer::Nothing,
-        Err(_) => return Answer::Wake,
-    };
-    let now = std::time::Instant::now();
-    if n != 2 || !sleeper.conn.answer_asleep(&peeked[..n], now) {
-        return Answer::Wake;
+/// What a quiet stream keeps besides its socket while its connection sleeps, and what it
+/// does asleep.
+pub(crate) trait Dormant: Send + Sized + 'static {
+    /// The stream the connection gets back when it wakes.
+    type Stream: Sleepable<Dormant = Self>;
+
+    /// The stream again, over the same socket.
+    fn wake(self, socket: TcpStream) -> Self::Stream;
+
+    /// When the stream needs [`Dormant::on_timer`]; `None`: never.
+    fn timer(&self) -> Option<Instant> {
+        None
     }
-    let mut ping = [0u8; 2];
-    if !matches!((&sleeper.socket).read(&mut ping), Ok(2)) {
-        return Answer::Wake;
+
+    /// The stream's timer came (`now` is at or past it): `true` when served in place,
+    /// `false` when the connection must wake for it.
+    fn on_timer(&mut self, _socket: &std::net::TcpStream, _now: Instant) -> bool {
+        false
     }
-    let output = sleeper.conn.output();
-    match (&sleeper.socket).write(output) {
-        Ok(written) => output.advance(written),
-        Err(_) => return Answer::Wake,
-    }
-    if !output.is_empty() {
-        return Answer::Wake;
-    }
-    // A sleeper keeps no buffer.
-    *output = bytes::BytesMut::new();
-    Answer::Answered
+
+    /// The socket became readable: answers a lone keep-alive in place (through
+    /// [`Connection::answer_asleep`]), or says the connection must wake.
+    fn on_readable(&mut self, socket: &std::net::TcpStream, conn: &mut Connection) -> Answer;
 }
 
-/// A stream whose connection can sleep: its socket alone stands for it once the task
-/// found it quiet ([`ConnectionIo::buffered`] false).
+/// A stream whose connection can sleep: once the task found it quiet
+/// ([`ConnectionIo::busy`] false) its socket and its [`Dormant`] part stand for it.
 pub(crate) trait Sleepable: ConnectionIo + Send + 'static {
-    fn into_socket(self) -> TcpStream;
+    type Dormant: Dormant;
+
+    fn into_dormant(self) -> (TcpStream, Self::Dormant);
+}
+
+/// Plain TCP keeps nothing but its socket.
+pub(crate) struct Plain;
+
+impl Dormant for Plain {
+    type Stream = TcpStream;
+
+    fn wake(self, socket: TcpStream) -> TcpStream {
+        socket
+    }
+
+    /// Answers a lone PINGREQ waiting on the socket. It is only peeked at until the
+    /// connection took it, and consumed before the reply is written: a reply the socket
+    /// does not take whole is left in the connection's output, which its task writes first
+    /// when it wakes, so the client never gets two.
+    fn on_readable(&mut self, socket: &std::net::TcpStream, conn: &mut Connection) -> Answer {
+        // One byte more than a PINGREQ: a PINGREQ with anything after it wakes the connection.
+        let mut peeked = [0u8; 3];
+        let n = match socket.peek(&mut peeked) {
+            Ok(n) => n,
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Answer::Nothing,
+            Err(_) => return Answer::Wake,
+        };
+        let now = std::time::Instant::now();
+        if n != 2 || !conn.answer_asleep(&peeked[..n], now) {
+            return Answer::Wake;
+        }
+        let mut ping = [0u8; 2];
+        if !matches!((&*socket).read(&mut ping), Ok(2)) {
+            return Answer::Wake;
+        }
+        let output = conn.output();
+        match (&*socket).write(output) {
+            Ok(written) => output.advance(written),
+            Err(_) => return Answer::Wake,
+        }
+        if !output.is_empty() {
+            return Answer::Wake;
+        }
+        // A sleeper keeps no buffer.
+        *output = bytes::BytesMut::new();
+        Answer::Answered
+    }
 }
 
 impl Sleepable for TcpStream {
-    fn into_socket(self) -> TcpStream {
-        self
+    type Dormant = Plain;
+
+    fn into_dormant(self) -> (TcpStream, Plain) {
+        (self, Plain)
     }
 }
 
 /// After a PROXY header: once the bytes read past the header are consumed, the socket.
 impl Sleepable for Rewind<TcpStream> {
-    fn into_socket(self) -> TcpStream {
+    type Dormant = Plain;
+
+    fn into_dormant(self) -> (TcpStream, Plain) {
         let (prefix, socket) = self.into_parts();
         debug_assert!(prefix.is_empty(), "a quiet connection has nothing buffered");
-        socket
+        (socket, Plain)
     }
 }
 
@@ -400,7 +487,7 @@ impl Sleepable for Rewind<TcpStream> {
 pub(crate) fn serve<S: Sleepable>(
     stream: S,
     conn: Connection,
-    hibernation: Hibernation,
+    hibernation: Hibernation<S::Dormant>,
 ) -> impl Future<Output = ()> {
     let mut task = Task::new(stream, conn);
     let idle = IdleLimit::new(hibernation.after());
@@ -409,7 +496,8 @@ pub(crate) fn serve<S: Sleepable>(
     async move {
         if task.run(Some(idle)).await == Outcome::Quiet {
             let (stream, conn) = task.into_parts();
-            hibernation.hibernate(stream.into_socket(), conn);
+            let (socket, dormant) = stream.into_dormant();
+            hibernation.hibernate(socket, dormant, conn);
         }
     }
 }
@@ -425,7 +513,11 @@ impl AsRawFd for EpollSet {
 
 /// The watcher: wakes sleepers whose socket became readable, whose session woke them or
 /// whose deadline passed, until shutdown wakes them all.
-async fn watch(mut poll: AsyncFd<EpollSet>, shared: Arc<Shared>, shutdown: CancellationToken) {
+async fn watch<D: Dormant>(
+    mut poll: AsyncFd<EpollSet>,
+    shared: Arc<Shared<D>>,
+    shutdown: CancellationToken,
+) {
     let hibernation = Hibernation {
         shared: Arc::clone(&shared),
     };

@@ -2,7 +2,8 @@
 //! task ([`driver::run_connection`]) that moves bytes between the socket and the broker's
 //! [`ferrymq_broker::Connection`]: MQTT over TCP and TLS ([`tcp`]), over WebSocket and WSS
 //! ([`ws`]), with the PROXY protocol and forwarding headers ([`proxy`]) and reloadable
-//! certificates ([`tls`]). Quiet MQTT/TCP connections sleep without a task ([`hibernate`]).
+//! certificates ([`tls`]). Quiet MQTT/TCP and WebSocket connections sleep without a task
+//! ([`hibernate`]).
 //! No MQTT knowledge lives here.
 
 pub mod driver;

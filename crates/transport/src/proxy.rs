@@ -328,8 +328,8 @@ impl<S: ConnectionIo> ConnectionIo for Rewind<S> {
         }
     }
 
-    fn buffered(&self) -> bool {
-        !self.prefix.is_empty() || self.inner.buffered()
+    fn busy(&self) -> bool {
+        !self.prefix.is_empty() || self.inner.busy()
     }
 
     fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -9,7 +9,7 @@ use ferrymq_broker::{Broker, Connection, ConnectionPermit, Transport};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::driver::run_connection;
-use crate::hibernate::Hibernation;
+use crate::hibernate::{Hibernation, Plain};
 use crate::proxy::{Rewind, TrustedProxies, read_proxy_header};
 use crate::tls::TlsReloader;
 
@@ -200,7 +200,7 @@ async fn mqtt_connection(
     permit: ConnectionPermit,
     broker: Arc<Broker>,
     options: Arc<MqttListenerOptions>,
-    hibernation: Option<Hibernation>,
+    hibernation: Option<Hibernation<Plain>>,
 ) {
     let timeout = broker.config().mqtt.connect_timeout;
     let deadline = tokio::time::Instant::now() + timeout;

@@ -163,6 +163,7 @@ pub(crate) struct WebSocketSection {
     pub(crate) max_header_bytes: Option<Spanned<i64>>,
     pub(crate) handshake_timeout_secs: Option<Spanned<i64>>,
     pub(crate) ping_interval_secs: Option<Spanned<i64>>,
+    pub(crate) hibernate_after_secs: Option<Spanned<i64>>,
     pub(crate) keep_alive_grace: Option<Spanned<f64>>,
     pub(crate) proxy_protocol: Option<Spanned<bool>>,
     pub(crate) http2: Option<Spanned<bool>>,

@@ -372,6 +372,21 @@ fn hibernate_after_zero_turns_hibernation_off() {
         one_problem("[mqtt]\nhibernate_after_secs = -1"),
         "f.toml:2:24: mqtt.hibernate_after_secs must be between 0 and 86400, not -1"
     );
+    let s = parse("f.toml", "[websocket]\nhibernate_after_secs = 0\n").unwrap();
+    assert!(
+        s.websocket
+            .iter()
+            .all(|l| l.config.hibernate_after.is_none())
+    );
+    let s = parse("f.toml", "[websocket]\nhibernate_after_secs = 60\n").unwrap();
+    assert!(
+        (s.websocket.iter().chain(&s.websocket_tls))
+            .all(|l| l.config.hibernate_after == Some(Duration::from_secs(60)))
+    );
+    assert_eq!(
+        one_problem("[websocket]\nhibernate_after_secs = 100000"),
+        "f.toml:2:24: websocket.hibernate_after_secs must be between 0 and 86400, not 100000"
+    );
 }
 
 #[test]

@@ -83,6 +83,10 @@ pub(crate) struct FrameDecoder {
     limit: u32,
 }
 
+/// What a [`FrameDecoder`] is set up with, in four bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct DecoderSettings(u32);
+
 impl FrameDecoder {
     /// `max_frame`: the largest data frame payload (and inflated message) accepted; larger
     /// ones fail with 1009. `deflate`: permessage-deflate was negotiated.
@@ -100,6 +104,23 @@ impl FrameDecoder {
             control: Vec::new(),
             limit: max_frame | if deflate { DEFLATE_BIT } else { 0 },
         }
+    }
+
+    /// The decoder's settings (size limit, permessage-deflate), to start another with
+    /// them: a decoder between frames is that and nothing else.
+    pub(crate) fn settings(&self) -> DecoderSettings {
+        DecoderSettings(self.limit)
+    }
+
+    /// A decoder with `settings`, between frames.
+    pub(crate) fn with_settings(settings: DecoderSettings) -> FrameDecoder {
+        let DecoderSettings(limit) = settings;
+        FrameDecoder::new(u64::from(limit & MAX_LIMIT), limit & DEFLATE_BIT != 0)
+    }
+
+    /// Between frames and messages: nothing of a frame is held.
+    pub(crate) fn between_frames(&self) -> bool {
+        self.header_len == 0 && !self.in_payload && !self.in_message
     }
 
     /// Whether permessage-deflate was negotiated.

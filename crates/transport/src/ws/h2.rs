@@ -22,7 +22,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::handshake::{self, Reply};
-use super::{Credentials, WsConfig, mqtt_task, plain_response};
+use super::{Credentials, WsConfig, mqtt_connection, plain_response};
+use crate::driver::run_connection;
 
 /// Counts the WebSocket streams of one HTTP/2 connection that are still open.
 struct StreamGuard(Arc<AtomicUsize>);
@@ -155,7 +156,7 @@ async fn stream_task(
     match on_upgrade.await {
         Ok(upgraded) => {
             // Awaited here rather than spawned: `_guard` must live as long as the stream.
-            mqtt_task(
+            let (ws, conn) = mqtt_connection(
                 TokioIo::new(upgraded),
                 peer,
                 credentials,
@@ -164,8 +165,8 @@ async fn stream_task(
                 &config,
                 // Extended CONNECT is only offered on WSS listeners.
                 Transport::Wss,
-            )
-            .await;
+            );
+            run_connection(ws, conn).await;
         }
         Err(error) => tracing::debug!(%peer, %error, "HTTP/2 WebSocket stream failed"),
     }

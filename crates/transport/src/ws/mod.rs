@@ -28,11 +28,13 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 
 pub use handshake::{OriginPattern, SUBPROTOCOLS};
+use stream::WsDormant;
 pub use stream::WsStream;
 
 use tokio_rustls::server::TlsStream;
 
 use crate::driver::{ConnectionIo, run_connection};
+use crate::hibernate::{Hibernation, Sleepable};
 use crate::proxy::Rewind;
 use crate::tcp::{ProxyOptions, accept_loop};
 use crate::tls::TlsReloader;
@@ -75,6 +77,9 @@ pub struct WsConfig {
     pub token_cookie: Option<String>,
     /// Accept permessage-deflate offers (RFC 7692), each message compressed on its own.
     pub permessage_deflate: bool,
+    /// Let connections quiet this long hibernate ([`crate::hibernate`]); plain WebSocket
+    /// only (ignored with TLS). `None`: never.
+    pub hibernate_after: Option<Duration>,
 }
 
 impl Default for WsConfig {
@@ -93,6 +98,8 @@ impl Default for WsConfig {
             vhost: None,
             token_cookie: None,
             permessage_deflate: false,
+            // As `mqtt.hibernate_after_secs`: browser tabs are mostly idle.
+            hibernate_after: Some(Duration::from_secs(5)),
         }
     }
 }
@@ -120,6 +127,18 @@ pub async fn serve_ws(
     config: WsConfig,
     tls: Option<Arc<TlsReloader>>,
 ) {
+    let hibernation = match config.hibernate_after {
+        Some(after) if tls.is_none() => {
+            match Hibernation::start(after, broker.shutdown_token().clone()) {
+                Ok(hibernation) => Some(hibernation),
+                Err(error) => {
+                    tracing::warn!(%error, "idle connections will not hibernate: no epoll set");
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
     let config = Arc::new(config);
     let b = Arc::clone(&broker);
     accept_loop(listener, &b, move |stream, peer, permit| {
@@ -130,6 +149,7 @@ pub async fn serve_ws(
             Arc::clone(&broker),
             Arc::clone(&config),
             tls.clone(),
+            hibernation.clone(),
         ));
     })
     .await;
@@ -161,6 +181,7 @@ async fn ws_connection(
     broker: Arc<Broker>,
     config: Arc<WsConfig>,
     tls: Option<Arc<TlsReloader>>,
+    hibernation: Option<Hibernation<WsDormant>>,
 ) {
     let deadline = tokio::time::Instant::now() + config.handshake_timeout;
     let transport = match tls {
@@ -201,27 +222,23 @@ async fn ws_connection(
                     (false, true) => pending,
                     (false, false) => [parts.read_buf, pending].concat().into(),
                 };
+                let (broker, config) = (broker, &*config);
                 if unread.is_empty() {
-                    tokio::spawn(mqtt_task(
-                        tcp,
-                        peer,
-                        credentials,
-                        permit,
-                        broker,
-                        &config,
-                        transport,
-                    ));
+                    let (ws, conn) =
+                        mqtt_connection(tcp, peer, credentials, permit, broker, config, transport);
+                    spawn_connection(ws, conn, hibernation);
                 } else {
                     let stream = Rewind::new(unread, tcp);
-                    tokio::spawn(mqtt_task(
+                    let (ws, conn) = mqtt_connection(
                         stream,
                         peer,
                         credentials,
                         permit,
                         broker,
-                        &config,
+                        config,
                         transport,
-                    ));
+                    );
+                    spawn_connection(ws, conn, hibernation);
                 }
             }
             // wss:// over HTTP/1.1. Not downcast: the TLS session already lives on the heap
@@ -229,8 +246,9 @@ async fn ws_connection(
             // so unboxing would gain nothing.
             Err(upgraded) => {
                 let io = TokioIo::new(upgraded);
-                let task = mqtt_task(io, peer, credentials, permit, broker, &config, transport);
-                tokio::spawn(task);
+                let (ws, conn) =
+                    mqtt_connection(io, peer, credentials, permit, broker, &config, transport);
+                tokio::spawn(run_connection(ws, conn));
             }
         },
         Handshook::Http2 {
@@ -246,8 +264,9 @@ async fn ws_connection(
     }
 }
 
-/// MQTT over an upgraded WebSocket byte stream: the connection's task, until it closes.
-fn mqtt_task<S: ConnectionIo>(
+/// MQTT over an upgraded WebSocket byte stream: the stream and its connection, for a
+/// task of their own.
+fn mqtt_connection<S: ConnectionIo>(
     io: S,
     peer: SocketAddr,
     credentials: Credentials,
@@ -255,7 +274,7 @@ fn mqtt_task<S: ConnectionIo>(
     broker: Arc<Broker>,
     config: &WsConfig,
     transport: Transport,
-) -> impl Future<Output = ()> + use<S> {
+) -> (WsStream<S>, Connection) {
     let max_packet = u64::from(broker.config().limits.max_packet_size);
     let ws = WsStream::new(
         io,
@@ -277,7 +296,22 @@ fn mqtt_task<S: ConnectionIo>(
     if let Some(vhost) = &config.vhost {
         conn = conn.with_listener_vhost(Arc::clone(vhost));
     }
-    run_connection(ws, conn)
+    (ws, conn)
+}
+
+/// Gives a plain WebSocket connection its task, one that may hibernate if the listener
+/// lets it.
+fn spawn_connection<S>(
+    ws: WsStream<S>,
+    conn: Connection,
+    hibernation: Option<Hibernation<WsDormant>>,
+) where
+    WsStream<S>: Sleepable<Dormant = WsDormant>,
+{
+    match hibernation {
+        Some(hibernation) => hibernation.run(ws, conn),
+        None => drop(tokio::spawn(run_connection(ws, conn))),
+    }
 }
 
 /// What the handshake phase produced.

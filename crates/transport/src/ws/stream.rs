@@ -29,6 +29,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::driver::ConnectionIo;
 
+pub(crate) use dormant::WsDormant;
+
 use super::deflate::{Inflate, MIN_COMPRESS, compress_message};
 use super::frame::{
     FrameDecoder, OP_PING, OP_PONG, Step, close_code, encode_binary_header, encode_close,
@@ -90,10 +92,27 @@ impl<S> WsStream<S> {
         shutdown: CancellationToken,
         deflate: bool,
     ) -> WsStream<S> {
+        let dormant = WsDormant {
+            decoder: FrameDecoder::new(max_frame, deflate).settings(),
+            // Intervals are seconds in the configuration; u32 milliseconds reach 49 days.
+            ping_interval_ms: ping_interval.map_or(0, |i| {
+                u32::try_from(i.as_millis()).unwrap_or(u32::MAX).max(1)
+            }),
+            last_write: Instant::now(),
+            shutdown,
+            unsent: None,
+        };
+        WsStream::resume(inner, dormant)
+    }
+
+    /// The stream of a connection that slept, over `inner` (its socket).
+    fn resume(inner: S, dormant: WsDormant) -> WsStream<S> {
         WsStream {
             inner,
-            decoder: FrameDecoder::new(max_frame, deflate),
-            control: None,
+            decoder: FrameDecoder::with_settings(dormant.decoder),
+            // Bytes of a frame the socket did not take whole while the connection slept go
+            // out first, as any queued control frame does.
+            control: dormant.unsent,
             inflate: None,
             out_remaining: 0,
             out_header: [0; 10],
@@ -103,14 +122,24 @@ impl<S> WsStream<S> {
             failed: false,
             close_queued: false,
             close_received: false,
-            // Intervals are seconds in the configuration; u32 milliseconds reach 49 days.
-            ping_interval_ms: ping_interval.map_or(0, |i| {
-                u32::try_from(i.as_millis()).unwrap_or(u32::MAX).max(1)
-            }),
-            last_write: Instant::now(),
+            ping_interval_ms: dormant.ping_interval_ms,
+            last_write: dormant.last_write,
             linger: None,
-            shutdown,
+            shutdown: dormant.shutdown,
         }
+    }
+
+    /// What stands for this stream, besides `inner`, while its connection sleeps. Only for
+    /// a stream that is not [`ConnectionIo::busy`].
+    fn put_to_sleep(self) -> (S, WsDormant) {
+        let dormant = WsDormant {
+            decoder: self.decoder.settings(),
+            ping_interval_ms: self.ping_interval_ms,
+            last_write: self.last_write,
+            shutdown: self.shutdown,
+            unsent: None,
+        };
+        (self.inner, dormant)
     }
 
     /// The control-frame queue, created on first use.
@@ -429,6 +458,19 @@ impl<S: ConnectionIo> ConnectionIo for WsStream<S> {
         self.last_write = now;
     }
 
+    /// Anything half done (a frame half read or written, control frames queued, input
+    /// being inflated, the closing handshake begun) keeps the connection awake.
+    fn busy(&self) -> bool {
+        self.inner.busy()
+            || self.read_done
+            || self.close_queued
+            || self.control.is_some()
+            || self.inflate.is_some()
+            || self.linger.is_some()
+            || self.mid_data_frame()
+            || !self.decoder.between_frames()
+    }
+
     /// As `poll_shutdown`, but the inner stream closes its own way (plain TCP: by being
     /// dropped, without a `shutdown` call).
     fn poll_close(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -444,5 +486,6 @@ struct ControlOut {
     written: usize,
 }
 
+mod dormant;
 #[cfg(test)]
 mod tests;

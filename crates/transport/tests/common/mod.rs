@@ -38,11 +38,21 @@ pub fn local() -> SocketAddr {
     "127.0.0.1:0".parse().unwrap()
 }
 
+/// Serves WebSocket (WSS with `tls`) with `config`. With the environment variable
+/// `FERRYMQ_TEST_HIBERNATE_MS` set (as for the testkit's brokers), plain connections that
+/// may hibernate do so after that many milliseconds: every test then also runs against
+/// connections that fall asleep at every pause.
 pub fn start_ws(
     broker: &Arc<Broker>,
-    config: WsConfig,
+    mut config: WsConfig,
     tls: Option<Arc<TlsReloader>>,
 ) -> SocketAddr {
+    if config.hibernate_after.is_some()
+        && let Ok(ms) = std::env::var("FERRYMQ_TEST_HIBERNATE_MS")
+    {
+        let ms = ms.parse().expect("FERRYMQ_TEST_HIBERNATE_MS: milliseconds");
+        config.hibernate_after = Some(Duration::from_millis(ms));
+    }
     let listener = bind_tcp(local()).unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(serve_ws(listener, broker.clone(), config, tls));

@@ -189,6 +189,12 @@ impl Resolver<'_> {
             (0, 86_400),
             default.ping_interval.map_or(0, |d| d.as_secs()),
         );
+        let hibernate = self.int(
+            &ws.hibernate_after_secs,
+            "websocket.hibernate_after_secs",
+            (0, 86_400),
+            default.hibernate_after.map_or(0, |d| d.as_secs()),
+        );
         WsConfig {
             paths,
             require_subprotocol: Self::bool(&ws.require_subprotocol, default.require_subprotocol),
@@ -200,6 +206,7 @@ impl Resolver<'_> {
             max_header_bytes,
             handshake_timeout: Duration::from_secs(handshake),
             ping_interval: (ping > 0).then(|| Duration::from_secs(ping)),
+            hibernate_after: (hibernate > 0).then(|| Duration::from_secs(hibernate)),
             keep_alive_grace: self.grace(&ws.keep_alive_grace, "websocket.keep_alive_grace"),
             proxy: ProxyOptions {
                 proxy_protocol: self.proxy_flag(
