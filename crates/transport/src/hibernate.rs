@@ -155,10 +155,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 impl<D: Dormant> Hibernation<D> {
     /// Starts the watcher task of one listener: connections quiet for `after` sleep until
     /// their socket, session or deadline needs them, or until `shutdown`.
-    pub(crate) fn start(
-        after: Duration,
-        shutdown: CancellationToken,
-    ) -> io::Result<Hibernation<D>> {
+    fn start(after: Duration, shutdown: CancellationToken) -> io::Result<Hibernation<D>> {
         let poll = mio::Poll::new()?;
         let shared = Arc::new(Shared {
             after,
@@ -182,6 +179,21 @@ impl<D: Dormant> Hibernation<D> {
         let poll = AsyncFd::with_interest(EpollSet(poll), tokio::io::Interest::READABLE)?;
         tokio::spawn(watch(poll, Arc::clone(&shared), shutdown));
         Ok(Hibernation { shared })
+    }
+
+    /// A listener's hibernation when it has a hibernation time (`after`); `None` without
+    /// one, or, logged, when no epoll set could be made.
+    pub(crate) fn for_listener(
+        after: Option<Duration>,
+        shutdown: &CancellationToken,
+    ) -> Option<Hibernation<D>> {
+        match Hibernation::start(after?, shutdown.clone()) {
+            Ok(hibernation) => Some(hibernation),
+            Err(error) => {
+                tracing::warn!(%error, "idle connections will not hibernate: no epoll set");
+                None
+            }
+        }
     }
 
     /// How long a connection must be quiet before it sleeps.
@@ -490,10 +502,11 @@ pub(crate) fn serve<S: Sleepable>(
     hibernation: Hibernation<S::Dormant>,
 ) -> impl Future<Output = ()> {
     let mut task = Task::new(stream, conn);
-    let idle = IdleLimit::new(hibernation.after());
     // Built outside the block, as in `run_connection`: an `async fn` would keep its
-    // arguments next to `task` for the connection's whole life.
+    // arguments next to `task` for the connection's whole life. (The idle limit is made
+    // inside: kept beside `task` it would grow a WebSocket's task past its 768-byte cell.)
     async move {
+        let idle = IdleLimit::new(hibernation.after());
         if task.run(Some(idle)).await == Outcome::Quiet {
             let (stream, conn) = task.into_parts();
             let (socket, dormant) = stream.into_dormant();

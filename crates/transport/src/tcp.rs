@@ -159,18 +159,9 @@ pub async fn serve_tcp(listener: TcpListener, broker: Arc<Broker>) {
 /// broker shuts down. The PROXY header and the TLS handshake must complete within the
 /// CONNECT timeout.
 pub async fn serve_mqtt(listener: TcpListener, broker: Arc<Broker>, options: MqttListenerOptions) {
-    let hibernation = match options.hibernate_after {
-        Some(after) if options.tls.is_none() => {
-            match Hibernation::start(after, broker.shutdown_token().clone()) {
-                Ok(hibernation) => Some(hibernation),
-                Err(error) => {
-                    tracing::warn!(%error, "idle connections will not hibernate: no epoll set");
-                    None
-                }
-            }
-        }
-        _ => None,
-    };
+    // TLS connections do not sleep (see `crate::hibernate`).
+    let after = options.hibernate_after.filter(|_| options.tls.is_none());
+    let hibernation = Hibernation::for_listener(after, broker.shutdown_token());
     let options = Arc::new(options);
     accept_loop(listener, &broker.clone(), |stream, peer, permit| {
         if !options.proxy.proxy_protocol && options.tls.is_none() {

@@ -59,8 +59,8 @@ async fn an_mqtt_tcp_task_fits_a_640_byte_cell() {
 async fn a_hibernating_mqtt_tcp_task_fits_a_640_byte_cell() {
     let (stream, conn, _client) = connection().await;
     let shutdown = conn.broker().shutdown_token().clone();
-    let hibernation =
-        crate::hibernate::Hibernation::start(Duration::from_secs(5), shutdown).unwrap();
+    let after = Some(Duration::from_secs(5));
+    let hibernation = crate::hibernate::Hibernation::for_listener(after, &shutdown).unwrap();
     let task = crate::hibernate::serve(stream, conn, hibernation);
     let size = std::mem::size_of_val(&task);
     assert!(
@@ -79,5 +79,21 @@ async fn a_websocket_task_fits_a_768_byte_cell() {
     assert!(
         size <= 664,
         "the WebSocket connection future is {size} bytes"
+    );
+}
+
+#[tokio::test]
+async fn a_hibernating_websocket_task_fits_a_768_byte_cell() {
+    let (stream, conn, _client) = connection().await;
+    let shutdown = conn.broker().shutdown_token().clone();
+    let ping = Some(Duration::from_secs(30));
+    let ws = WsStream::new(stream, 1 << 20, ping, shutdown.clone(), true);
+    let after = Some(Duration::from_secs(5));
+    let hibernation = crate::hibernate::Hibernation::for_listener(after, &shutdown).unwrap();
+    let task = crate::hibernate::serve(ws, conn, hibernation);
+    let size = std::mem::size_of_val(&task);
+    assert!(
+        size <= 664,
+        "the hibernating WebSocket connection future is {size} bytes"
     );
 }

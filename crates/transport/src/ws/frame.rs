@@ -75,8 +75,10 @@ pub(crate) struct FrameDecoder {
     in_message: bool,
     /// The current (or last) data message is compressed (permessage-deflate).
     compressed: bool,
-    /// The payload of the control frame being read; empty (unallocated) otherwise.
-    control: Vec<u8>,
+    /// The payload of the control frame being read, at its announced length (filled up to
+    /// that minus `remaining`); `None` otherwise, and for an empty one. (A boxed slice: 16
+    /// bytes where a `Vec` takes 24, in every WebSocket connection's task.)
+    control: Option<Box<[u8]>>,
     /// The frame size limit in the low 31 bits (MQTT packets are at most 256 MiB), and in
     /// the top bit whether permessage-deflate was negotiated: a bool of its own would grow
     /// every WebSocket connection's task past its 1,024-byte cell (see driver/tests.rs).
@@ -101,7 +103,7 @@ impl FrameDecoder {
             mask_offset: 0,
             in_message: false,
             compressed: false,
-            control: Vec::new(),
+            control: None,
             limit: max_frame | if deflate { DEFLATE_BIT } else { 0 },
         }
     }
@@ -157,9 +159,13 @@ impl FrameDecoder {
                 unmask(&mut buf[*write..*write + n], mask);
                 *write += n;
             } else {
-                let start = self.control.len();
-                self.control.extend_from_slice(&buf[*read..*read + n]);
-                unmask(&mut self.control[start..], mask);
+                if let Some(control) = &mut self.control {
+                    // Fits: a control frame's length is at most 125.
+                    let start = control.len() - self.remaining as usize;
+                    let filled = &mut control[start..start + n];
+                    filled.copy_from_slice(&buf[*read..*read + n]);
+                    unmask(filled, mask);
+                }
             }
             // Fits: `n & 3` is below 4.
             self.mask_offset = (self.mask_offset + (n & 3) as u8) & 3;
@@ -240,7 +246,7 @@ impl FrameDecoder {
         self.header_len = 0;
         self.remaining = length;
         if self.opcode >= OP_CLOSE {
-            self.control = Vec::with_capacity(length as usize);
+            self.control = (length > 0).then(|| vec![0; length as usize].into_boxed_slice());
         }
         if length > 0 {
             self.in_payload = true;
@@ -291,7 +297,7 @@ impl FrameDecoder {
     }
 
     fn frame_done(&mut self) -> Option<Step> {
-        let payload = std::mem::take(&mut self.control);
+        let payload = self.control.take().map(Vec::from).unwrap_or_default();
         match self.opcode {
             OP_PING => Some(Step::Ping(payload)),
             OP_PONG => Some(Step::Pong),

@@ -127,18 +127,9 @@ pub async fn serve_ws(
     config: WsConfig,
     tls: Option<Arc<TlsReloader>>,
 ) {
-    let hibernation = match config.hibernate_after {
-        Some(after) if tls.is_none() => {
-            match Hibernation::start(after, broker.shutdown_token().clone()) {
-                Ok(hibernation) => Some(hibernation),
-                Err(error) => {
-                    tracing::warn!(%error, "idle connections will not hibernate: no epoll set");
-                    None
-                }
-            }
-        }
-        _ => None,
-    };
+    // WSS connections do not sleep (see `crate::hibernate`).
+    let after = config.hibernate_after.filter(|_| tls.is_none());
+    let hibernation = Hibernation::for_listener(after, broker.shutdown_token());
     let config = Arc::new(config);
     let b = Arc::clone(&broker);
     accept_loop(listener, &b, move |stream, peer, permit| {
