@@ -35,6 +35,16 @@ export class Broker {
     this.wsPort = 0;
     this.wssPort = 0;
     this.mqttTlsPort = 0; // FerryMQ only: MQTT over TLS, enabled along with the certificate
+    this.managementPort = 0; // FerryMQ only: the management API, for /metrics
+  }
+
+  /** FerryMQ only: one value of /metrics (such as `ferrymq_connections_hibernated`). */
+  async metric(name) {
+    const res = await fetch(`http://${HOST}:${this.managementPort}/metrics`);
+    const text = await res.text();
+    const line = text.split('\n').find((l) => l.startsWith(`${name} `));
+    if (!line) throw new Error(`no metric ${name} in /metrics`);
+    return Number(line.split(' ')[1]);
   }
 
   get wsUrl() { return `ws://${HOST}:${this.wsPort}${WS_PATH}`; }
@@ -48,6 +58,7 @@ export class Broker {
     if (!this.mqttPort) {
       this.mqttPort = await freePort();
       this.wsPort = await freePort();
+      this.managementPort = await freePort();
       if (this.tls) {
         this.wssPort = await freePort();
         this.mqttTlsPort = await freePort();
@@ -97,7 +108,7 @@ export class Broker {
     const cmd = [FERRYMQ_BIN, 'serve',
       '--mqtt-listen', `${HOST}:${this.mqttPort}`,
       '--ws-listen', `${HOST}:${this.wsPort}`,
-      '--management-listen', `${HOST}:0`,
+      '--management-listen', `${HOST}:${this.managementPort}`,
       '--data-dir', this.dataDir,
       '--log-level', 'debug'];
     const toml = ferrymqConfig({ tls: this.tls, wssPort: this.wssPort, mqttTlsPort: this.mqttTlsPort, trustedProxies: this.trustedProxies, extraToml: this.extraToml });

@@ -98,6 +98,10 @@ export function describeTransport(transport) {
         dir,
         tls: transport === 'wss' ? tls : undefined,
         trustedProxies: nginxBind ? [`${nginxBind}/32`] : [],
+        // Over plain ws:// every scenario runs with pages whose connections fall asleep after
+        // a second of quiet and are pinged every two (FerryMQ's defaults: 5 and 30 s).
+        extraToml: transport === 'ws' && !IS_MOSQUITTO
+          ? '[websocket]\nhibernate_after_secs = 1\nping_interval_secs = 2\n' : '',
       });
       await env.broker.start();
       if (transport === 'nginx') {
@@ -173,6 +177,31 @@ export function describeTransport(transport) {
         await context.close();
       });
     }
+
+    scenario('an idle tab hibernates: its keep-alives and the broker\'s pings do not wake it, a message does', async () => {
+      const { page, context } = await connectedPage('idle', { keepalive: 2 });
+      const topic = uniqueTopic('asleep');
+      await h(page, 'subscribe', 'idle', topic, { qos: 1 });
+      await waitUntil(async () => await env.broker.metric('ferrymq_connections_hibernated') >= 1,
+        { what: 'the page\'s connection asleep' });
+      const wakes = await env.broker.metric('ferrymq_hibernated_wakes_total');
+      const answered = await env.broker.metric('ferrymq_hibernated_pings_answered_total');
+      // mqtt.js pings every 2 s, the broker every 2 s without a write: a few of each.
+      await new Promise((r) => setTimeout(r, 5_000));
+      assert.ok(await env.broker.metric('ferrymq_hibernated_pings_answered_total') >= answered + 2,
+        'keep-alives answered while asleep');
+      assert.equal(await env.broker.metric('ferrymq_hibernated_wakes_total'), wakes, 'nothing woke the tab\'s connection');
+      const dev = await device('asleep');
+      await dev.publish(topic, HELLO, { qos: 1 });
+      const msgs = await h(page, 'waitMessages', 'idle', topic, 1);
+      assert.deepEqual(msgs.map((m) => m.text), [HELLO]);
+      const state = await h(page, 'state', 'idle');
+      assert.equal(state.connected, true);
+      assert.deepEqual(state.errors, []);
+      assert.ok(!state.events.includes('close'), `events: ${state.events}`);
+      await h(page, 'end', 'idle');
+      await context.close();
+    }, { skip: transport !== 'ws' || IS_MOSQUITTO });
 
     scenario('MQTT 5 from mqtt.js: user properties arrive intact, both ways', async () => {
       const dev = await device('v5');
