@@ -255,8 +255,13 @@ impl Connection {
             return Poll::Pending;
         };
         let broker = &self.broker;
-        e.session
-            .poll_news_while_writing(self.id, cx, broker.queue_limits(), &broker.metrics)
+        e.session.poll_news_while_writing(
+            self.id,
+            cx,
+            Instant::now(),
+            broker.queue_limits(),
+            &broker.metrics,
+        )
     }
 
     fn poll_session(&self, cx: &mut Context<'_>) -> Poll<()> {

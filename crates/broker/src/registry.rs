@@ -165,14 +165,6 @@ impl SessionInner {
         self.waker.take()
     }
 
-    /// Whether the attached connection is held up by its client rather than by the broker:
-    /// its write is blocked (the client or its network reads slower than it is sent to), or
-    /// its in-flight window is full. QoS 0 publishers never wait for such a subscriber
-    /// (see `backpressure.rs`).
-    pub(crate) fn waits_for_client(&self) -> bool {
-        self.held.write_blocked() || self.held.window_full()
-    }
-
     /// One turn of the attached connection: moves queued deliveries into `out` as far as
     /// its window and `budget` allow, then lets publishers waiting for room in. Returns what
     /// was dropped on the way and the publishers to wake once the lock is released.
@@ -242,24 +234,24 @@ impl SessionHandle {
     /// connection is busy is kept, so none is lost between polls.
     pub(crate) fn poll_news(&self, connection_id: u64, cx: &mut Context<'_>) -> Poll<()> {
         let mut inner = self.lock();
-        inner.held.set_write_blocked(false);
+        inner.client_caught_up();
         Self::register_for_news(&mut inner, connection_id, cx)
     }
 
-    /// [`SessionHandle::poll_news`] for a connection whose write is blocked: new deliveries
-    /// until the next poll are noted but do not wake the task (it could not send them), and
-    /// QoS 0 publishers waiting for room are let go, since the subscriber is now held up by
-    /// its client (see [`SessionInner::waits_for_client`]).
+    /// [`SessionHandle::poll_news`] for a connection whose write is blocked at `now`: new
+    /// deliveries until the next poll are noted but do not wake the task (it could not send
+    /// them), and QoS 0 publishers waiting for room are let go once its client has been
+    /// behind for the hold (see [`SessionInner::client_behind`]).
     pub(crate) fn poll_news_while_writing(
         &self,
         connection_id: u64,
         cx: &mut Context<'_>,
+        now: Instant,
         limits: QueueLimits,
         metrics: &Metrics,
     ) -> Poll<()> {
         let mut inner = self.lock();
-        inner.held.set_write_blocked(true);
-        let released = inner.release_parked_qos0(limits, metrics);
+        let released = inner.client_behind(now, limits, metrics);
         let news = Self::register_for_news(&mut inner, connection_id, cx);
         drop(inner);
         released.into_iter().for_each(Waker::wake);
@@ -314,8 +306,9 @@ impl SessionHandle {
     /// on arrival, are not kept for a disconnected client (as Mosquitto's default for QoS 0).
     /// With a `publisher` that may wait, a delivery that does not fit the queue of this
     /// connected session is parked instead of dropped or refused: any QoS 1/2 one, and a
-    /// QoS 0 one unless the subscriber is held up by its client (at most once allows the
-    /// loss, and a slow client must not slow its publishers down).
+    /// QoS 0 one unless the subscriber has been held up by its client for a while (at most
+    /// once allows the loss, and a slow client must not slow its publishers down; see
+    /// [`SessionInner::qos0_may_wait`]).
     pub(crate) fn deliver(
         &self,
         delivery: Delivery,
@@ -329,7 +322,8 @@ impl SessionHandle {
             return Delivered::Skipped;
         }
         let may_wait = inner.attached().is_some()
-            && (delivery.qos != QoS::AtMostOnce || !inner.waits_for_client())
+            && (delivery.qos != QoS::AtMostOnce
+                || publisher.is_some_and(|p| inner.qos0_may_wait(p.now)))
             // One that could never fit would only wait for the timeout.
             && delivery.message.weight() <= limits.max_bytes;
         let outcome = match publisher {

@@ -13,7 +13,7 @@ use ferrymq_auth::{AuthConfig, Authenticator};
 use ferrymq_codec::{ProtocolVersion, QoS};
 use ferrymq_session::{ConnectionState, Delivery, Message};
 
-use super::{Publisher, Settled};
+use super::{Publisher, QOS0_HOLD, Settled};
 use crate::registry::{Delivered, SessionHandle};
 use crate::{Broker, BrokerConfig, Metrics};
 
@@ -285,7 +285,9 @@ fn a_stalled_subscriber_releases_its_publishers_and_blocks_no_new_one_until_it_s
     let early = start + TIMEOUT / 2;
     assert_eq!(
         settle(&broker, &session, publisher(11, early), false),
-        Settled::Waiting { progress_at: start }
+        Settled::Waiting {
+            recheck_at: start + TIMEOUT
+        }
     );
     // After it: given up by the overflow policy (refused, counted).
     let late = start + TIMEOUT;
@@ -425,8 +427,22 @@ fn qos0_waits_for_a_subscriber_the_broker_is_behind_with() {
     assert_eq!(metric(&broker, |m| &m.messages_dropped_queue_full), 0);
 }
 
+/// The subscriber's connection finds its write blocked at `at`.
+fn block_write(broker: &Broker, session: &SessionHandle, at: Instant) {
+    let writer = Arc::new(Task::default());
+    let waker = Waker::from(writer);
+    // (Ready or not: deliveries may be news it has not looked at yet.)
+    let _ = session.poll_news_while_writing(
+        SUBSCRIBER,
+        &mut Context::from_waker(&waker),
+        at,
+        broker.queue_limits(),
+        &broker.metrics,
+    );
+}
+
 #[test]
-fn a_blocked_write_lets_waiting_qos0_publishers_go_and_keeps_qos1_ones() {
+fn a_blocked_write_holds_qos0_publishers_for_the_hold_then_lets_them_go() {
     let now = Instant::now();
     let (broker, session) = subscriber(2);
     let q0 = QoS::AtMostOnce;
@@ -442,33 +458,97 @@ fn a_blocked_write_lets_waiting_qos0_publishers_go_and_keeps_qos1_ones() {
     );
     let [a, b] = waiting(&session, [11, 12]);
 
-    // The subscriber's socket stops taking data: its client is now the limit.
-    let writer = Arc::new(Task::default());
-    let waker = Waker::from(writer.clone());
-    // (Ready or not: the deliveries above are news it has not looked at yet.)
-    let _ = session.poll_news_while_writing(
-        SUBSCRIBER,
-        &mut Context::from_waker(&waker),
-        broker.queue_limits(),
-        &broker.metrics,
+    // The subscriber's socket stops taking data: its client is now the limit. For the
+    // hold, QoS 0 publishers still wait (a client that is only briefly behind catches up).
+    block_write(&broker, &session, now);
+    assert_eq!((a.wakes(), b.wakes()), (0, 0));
+    let early = now + QOS0_HOLD / 2;
+    assert_eq!(
+        settle(&broker, &session, publisher(11, early), false),
+        Settled::Waiting {
+            recheck_at: early + QOS0_HOLD
+        }
     );
-    assert_eq!((a.wakes(), b.wakes()), (1, 0));
-    // "a" went in by the overflow policy: the oldest QoS 0 ("0") made room for it.
+    assert_eq!(
+        offer_at(&broker, &session, "c", q0, publisher(13, early)),
+        Delivered::Parked
+    );
+    let [c] = waiting(&session, [13]);
+
+    // Behind for the whole hold: the next blocked poll lets QoS 0 publishers go, by the
+    // overflow policy (the oldest QoS 0 makes room), and QoS 1 ones keep waiting.
+    let late = now + QOS0_HOLD;
+    block_write(&broker, &session, late);
+    assert_eq!((a.wakes(), b.wakes(), c.wakes()), (1, 0, 1));
+    assert_eq!(
+        settle(&broker, &session, publisher(11, late), false),
+        Settled::Done { refused: 0 }
+    );
+    assert_eq!(metric(&broker, |m| &m.messages_dropped_queue_full), 2);
+    // A new QoS 0 message does not wait either: the oldest QoS 0 gives way again.
+    assert_eq!(
+        offer_at(&broker, &session, "d", q0, publisher(14, late)),
+        Delivered::Accepted
+    );
+    assert_eq!(metric(&broker, |m| &m.messages_dropped_queue_full), 3);
+    assert!(matches!(
+        settle(&broker, &session, publisher(12, late), false),
+        Settled::Waiting { .. }
+    ));
+}
+
+#[test]
+fn a_parked_qos0_publisher_gives_up_by_itself_once_the_hold_is_over() {
+    // The subscriber's task sleeps while its write is blocked, so the publisher's own
+    // re-check (at `recheck_at`) must end the wait.
+    let now = Instant::now();
+    let (broker, session) = subscriber(1);
+    let q0 = QoS::AtMostOnce;
+    offer_at(&broker, &session, "0", q0, publisher(10, now));
+    block_write(&broker, &session, now);
+    assert_eq!(
+        offer_at(&broker, &session, "a", q0, publisher(11, now)),
+        Delivered::Parked
+    );
     assert_eq!(
         settle(&broker, &session, publisher(11, now), false),
+        Settled::Waiting {
+            recheck_at: now + QOS0_HOLD
+        }
+    );
+    let late = now + QOS0_HOLD;
+    assert_eq!(
+        settle(&broker, &session, publisher(11, late), false),
         Settled::Done { refused: 0 }
     );
     assert_eq!(metric(&broker, |m| &m.messages_dropped_queue_full), 1);
-    // A new QoS 0 message does not wait either: the oldest QoS 0 gives way again.
+}
+
+#[test]
+fn the_hold_starts_again_once_the_client_caught_up() {
+    let now = Instant::now();
+    let (broker, session) = subscriber(1);
+    let q0 = QoS::AtMostOnce;
+    offer_at(&broker, &session, "0", q0, publisher(10, now));
     assert_eq!(
-        offer_at(&broker, &session, "c", q0, publisher(13, now)),
+        offer_at(&broker, &session, "a", q0, publisher(11, now)),
+        Delivered::Parked
+    );
+    block_write(&broker, &session, now);
+    // Behind for longer than the hold: a new QoS 0 message does not wait.
+    let late = now + QOS0_HOLD * 2;
+    assert_eq!(
+        offer_at(&broker, &session, "b", q0, publisher(12, late)),
         Delivered::Accepted
     );
-    assert_eq!(metric(&broker, |m| &m.messages_dropped_queue_full), 2);
-    assert!(matches!(
-        settle(&broker, &session, publisher(12, now), false),
-        Settled::Waiting { .. }
-    ));
+    // The socket takes data again, then blocks again: a new hold.
+    let writer = Arc::new(Task::default());
+    let _ = session.poll_news(SUBSCRIBER, &mut Context::from_waker(&Waker::from(writer)));
+    block_write(&broker, &session, late);
+    assert_eq!(
+        offer_at(&broker, &session, "c", q0, publisher(13, late)),
+        Delivered::Parked
+    );
 }
 
 #[test]

@@ -30,7 +30,7 @@ use ferrymq_codec::{Packet, PacketId, PubComp, QoS, ReasonCode, peek_fixed_heade
 
 use super::{Aside, Closed, Connection};
 use crate::PublishOutcome;
-use crate::backpressure::{Publisher, Settled};
+use crate::backpressure::{Publisher, QOS0_HOLD, Settled};
 use crate::metrics::Metrics;
 use crate::registry::SessionHandle;
 
@@ -147,7 +147,14 @@ impl Connection {
         Metrics::inc(&metrics.publishes_blocked);
         Metrics::inc(&metrics.publishers_blocked);
         let now = Instant::now();
-        let check_at = now + self.broker.config.limits.publish_backpressure_timeout;
+        // A QoS 0 PUBLISH looks again after the QoS 0 hold: a subscriber's client may fall
+        // behind meanwhile, and then it waits no longer. (A QoS 1/2 one whose deliveries to
+        // some subscribers are QoS 0 looks at the stall timeout, as for the others.)
+        let timeout = self.broker.config.limits.publish_backpressure_timeout;
+        let check_at = match qos {
+            QoS::AtMostOnce => now + timeout.min(QOS0_HOLD),
+            _ => now + timeout,
+        };
         self.set_parked(Parked {
             waiting_for,
             qos,
@@ -197,9 +204,8 @@ impl Connection {
         let outcome = &mut parked.outcome;
         parked.waiting_for.retain(|session| {
             match session.settle_parked(publisher, queue_limits, metrics, false) {
-                Settled::Waiting { progress_at } => {
-                    let stalls_at = progress_at + publisher.timeout;
-                    check_at = Some(check_at.map_or(stalls_at, |at| at.min(stalls_at)));
+                Settled::Waiting { recheck_at } => {
+                    check_at = Some(check_at.map_or(recheck_at, |at| at.min(recheck_at)));
                     true
                 }
                 Settled::Done { refused } => {
