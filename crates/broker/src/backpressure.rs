@@ -454,9 +454,12 @@ impl SessionHandle {
         congestion.waiting = congestion_waiting;
         Metrics::add(&metrics.publish_backpressure_timeouts, timed_out);
         let progress_at = congestion.progress_at;
-        // Kept while others wait; and while the connected session is stalled, so that new
-        // publishers do not wait for it (see `offer_or_park`) until it sends again.
-        if !congestion.waiters.is_empty() || (stalled && !gone) {
+        // Kept while others wait; while the connected session is stalled, so that new
+        // publishers do not wait for it (see `offer_or_park`) until it sends again; and
+        // while its client is behind, so that the QoS 0 hold is not started afresh for every
+        // message (a stuck client would cost each QoS 0 publisher 5 ms per message).
+        let client_behind = inner.held.write_blocked() && congestion.client_behind_since.is_some();
+        if !congestion.waiters.is_empty() || (stalled && !gone) || (client_behind && !gone) {
             inner.congestion = Some(congestion);
         }
         let signal = match kept && !gone {

@@ -522,6 +522,13 @@ fn a_parked_qos0_publisher_gives_up_by_itself_once_the_hold_is_over() {
         Settled::Done { refused: 0 }
     );
     assert_eq!(metric(&broker, |m| &m.messages_dropped_queue_full), 1);
+    // The client is still behind: the next QoS 0 message does not wait (the hold is not
+    // started again for each message).
+    assert_eq!(
+        offer_at(&broker, &session, "b", q0, publisher(12, late)),
+        Delivered::Accepted
+    );
+    assert_eq!(metric(&broker, |m| &m.messages_dropped_queue_full), 2);
 }
 
 #[test]
