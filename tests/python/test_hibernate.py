@@ -11,7 +11,7 @@ import pytest
 from mqttc import V5, V311, uid
 from test_cli_tools import Sub, base_args
 from test_cli_tools import pytestmark as needs_mosquitto_clients
-from test_management import api
+from test_management import metric
 
 pytestmark = pytest.mark.ferrymq_only
 
@@ -19,13 +19,6 @@ pytestmark = pytest.mark.ferrymq_only
 @pytest.fixture
 def sleepy_broker(make_broker):
     return make_broker(mqtt={"hibernate_after_secs": 1})
-
-
-def metric(broker, name) -> int:
-    status, text = api(broker, "GET", "/metrics", user=None)
-    assert status == 200
-    (line,) = [l for l in text.splitlines() if l.startswith(f"ferrymq_{name} ")]
-    return int(line.split()[1])
 
 
 def hibernated(broker) -> int:

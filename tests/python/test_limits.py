@@ -9,6 +9,7 @@ import rawmqtt
 from mqttc import V5, V311, props, uid
 from paho.mqtt.packettypes import PacketTypes
 from rawmqtt import CONNACK, DISCONNECT, PUBACK, PUBLISH, Closed, RawClient
+from test_management import metric
 
 PACKET_TOO_LARGE = 0x95
 QUOTA_EXCEEDED = 0x97
@@ -340,4 +341,10 @@ def test_qos0_publisher_is_not_held_back_by_a_subscriber_that_reads_nothing(make
     assert got == sorted(got), "delivered in order"
     assert len(got) < n, "the subscriber read nothing for a while: older messages were dropped"
     assert got[-1] == n - 1, "the newest message is kept"
+    # QoS 0 publishers wait only for the first 5 ms of a subscriber's client being behind
+    # (and while the broker, not the client, is behind), not 5 ms per message: 60-80 of the
+    # 4,000 held their publisher back when measured, about 3,100 when the hold restarted for
+    # every message.
+    blocked = metric(b, "publishes_blocked_total")
+    assert blocked < n // 10, f"{blocked} of {n} QoS 0 messages held their publisher back"
     assert_pubsub_works(b, clients)

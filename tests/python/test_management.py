@@ -47,6 +47,14 @@ def api(broker, method, path, body=None, user="guest", password="guest"):
     return status, text
 
 
+def metric(broker, name) -> int:
+    """One value of the broker's /metrics, by its name without the `ferrymq_` prefix."""
+    status, text = api(broker, "GET", "/metrics", user=None)
+    assert status == 200
+    (line,) = [l for l in text.splitlines() if l.startswith(f"ferrymq_{name} ")]
+    return int(line.split()[1])
+
+
 def admin_api(broker, method, path, body=None):
     return api(broker, method, path, body, user="root", password="root-pw")
 
