@@ -12,7 +12,7 @@ use ferrymq_codec::{
     AckProperties, ConnAck, ConnAckProperties, DecodeError, Decoder, Disconnect, Packet,
     ProtocolVersion, ReasonCode, SubAck, Subscribe, UnsubAck, Unsubscribe, encode,
 };
-use ferrymq_session::{ConnectionState, Delivery, Subscription};
+use ferrymq_session::{ConnectionState, Delivery, Subscription, Transmitted};
 use ferrymq_topic::{SubscriptionFilter, parse_subscription_filter};
 
 use crate::clients::Transport;
@@ -412,10 +412,7 @@ impl Connection {
     }
 
     fn send(&mut self, packet: &Packet) {
-        let protocol = self.protocol.unwrap_or(ProtocolVersion::V3_1_1);
-        if let Err(error) = encode(packet, protocol, &mut self.output) {
-            tracing::error!(peer = %self.peer, packet = packet.name(), %error, "cannot encode packet");
-        }
+        write_packet(&mut self.output, self.protocol, &self.peer, packet);
     }
 
     /// Ends the connection because of `reason`: v5 clients get DISCONNECT with it [MQTT-4.13.2-1];
@@ -714,42 +711,37 @@ impl Connection {
     /// Moves queued deliveries onto the wire, or notices a takeover.
     fn transmit(&mut self) -> Result<(), Closed> {
         self.refresh_permissions()?;
-        let broker = Arc::clone(&self.broker);
+        // Borrowed beside `established`, not cloned: see `on_publish`.
+        let broker = &*self.broker;
         let Some(e) = self.established.as_mut() else {
             return Ok(());
         };
-        let mut packets = Vec::new();
+        let mut outgoing = Vec::new();
         let mut admitted = Vec::new();
+        let mut dropped = Transmitted::default();
+        let now = Instant::now();
         let kicked = {
             let mut inner = e.session.lock();
             if let Some(kicked) = Kicked::check(&mut inner, self.id) {
                 Some(kicked)
             } else {
-                let now = Instant::now();
-                let (dropped, wake) = inner.transmit(
+                let (transmitted, wake) = inner.transmit(
                     &mut e.state,
                     now,
                     broker.config.limits.max_inflight,
                     TRANSMIT_BUDGET,
-                    &mut packets,
+                    &mut outgoing,
                     broker.queue_limits(),
                     &broker.metrics,
                 );
                 admitted = wake;
+                dropped = transmitted;
                 if dropped.budget_exhausted {
                     // More is queued: come back after this batch is written, so a long
                     // backlog goes out in bounded turns instead of one huge buffer. (This
                     // task is running: the news is seen at its next wait, no wake needed.)
                     inner.news = true;
                 }
-                Metrics::add(
-                    &broker.metrics.messages_dropped_expired,
-                    dropped.expired as u64,
-                );
-                Metrics::add(
-                    &broker.metrics.messages_dropped_too_large,
-                    dropped.too_large as u64,
-                );
                 None
             }
         };
@@ -757,10 +749,27 @@ impl Connection {
         if let Some(kicked) = kicked {
             return Err(self.kicked(kicked));
         }
-        Metrics::add(&broker.metrics.messages_sent, packets.len() as u64);
-        for packet in &packets {
-            self.send(packet);
+        // Outside the session's lock: build and encode what was taken.
+        let Some(e) = self.established.as_mut() else {
+            return Ok(());
+        };
+        let mut sent = 0;
+        for item in outgoing {
+            match item.into_packet(&mut e.state, now) {
+                Some(packet) => {
+                    write_packet(&mut self.output, self.protocol, &self.peer, &packet);
+                    sent += 1;
+                }
+                None => dropped.too_large += 1,
+            }
         }
+        let metrics = &self.broker.metrics;
+        Metrics::add(&metrics.messages_sent, sent);
+        Metrics::add(&metrics.messages_dropped_expired, dropped.expired as u64);
+        Metrics::add(
+            &metrics.messages_dropped_too_large,
+            dropped.too_large as u64,
+        );
         Ok(())
     }
 
@@ -783,6 +792,19 @@ impl Connection {
             self.send(&Packet::Disconnect(Box::new(Disconnect::new(reason))));
         }
         Closed
+    }
+}
+
+/// Appends `packet` to a connection's output (`Connection::send`, where `self` is not free).
+fn write_packet(
+    output: &mut BytesMut,
+    protocol: Option<ProtocolVersion>,
+    peer: &PeerAddr,
+    packet: &Packet,
+) {
+    let protocol = protocol.unwrap_or(ProtocolVersion::V3_1_1);
+    if let Err(error) = encode(packet, protocol, output) {
+        tracing::error!(peer = %peer, packet = packet.name(), %error, "cannot encode packet");
     }
 }
 

@@ -34,7 +34,7 @@ pub use clients::{ConnectionInfo, Transport};
 pub use config::{BrokerConfig, Limits, MqttSettings, QueueOverflow};
 pub use connection::{Closed, Connection};
 pub use login::LoginError;
-pub use metrics::{MetricDescription, MetricKind, Metrics};
+pub use metrics::{Counter, Gauge, Metric, MetricDescription, MetricKind, Metrics};
 pub use registry::{CloseKind, SessionHandle};
 pub use router::PublishOutcome;
 pub use vhost::{DEFAULT_VHOST, Vhost};

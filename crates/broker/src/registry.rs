@@ -15,9 +15,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
-use ferrymq_codec::{Packet, QoS, ReasonCode};
+use ferrymq_codec::{QoS, ReasonCode};
 use ferrymq_session::{
-    ConnectionState, Delivery, Enqueue, Message, QueueLimits, SessionState, Transmitted,
+    ConnectionState, Delivery, Enqueue, Message, Outgoing, QueueLimits, SessionState, Transmitted,
 };
 
 use crate::Broker;
@@ -166,7 +166,8 @@ impl SessionInner {
     }
 
     /// One turn of the attached connection: moves queued deliveries into `out` as far as
-    /// its window and `budget` allow, then lets publishers waiting for room in. Returns what
+    /// its window and `budget` allow (QoS 0 ones left to build after the lock is released,
+    /// see [`SessionState::take_for_transmit`]), then lets publishers waiting for room in. Returns what
     /// was dropped on the way and the publishers to wake once the lock is released.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn transmit(
@@ -175,14 +176,14 @@ impl SessionInner {
         now: Instant,
         max_inflight: u16,
         budget: usize,
-        out: &mut Vec<Packet>,
+        out: &mut Vec<Outgoing>,
         limits: QueueLimits,
         metrics: &Metrics,
     ) -> (Transmitted, Vec<Waker>) {
         let queued = self.state.queued_len();
         let transmitted = self
             .state
-            .poll_transmit(conn, now, max_inflight, budget, out);
+            .take_for_transmit(conn, now, max_inflight, budget, out);
         let progressed = self.state.queued_len() < queued;
         let wake = self.admit_parked(progressed, transmitted.window_full, limits, now, metrics);
         (transmitted, wake)

@@ -6,6 +6,7 @@
 //! (the choice the spec leaves open; HiveMQ and Mosquitto make the same one). A shared
 //! subscription is separate: its group gets its own copy, delivered to one member.
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -133,7 +134,7 @@ impl Broker {
         if message.retain && self.config.mqtt.retain_available && storable {
             self.store_retained(vhost, &message);
         }
-        let mut targets = Vec::new();
+        let mut targets = TargetBuffer::take();
         {
             let router = vhost.router();
             router
@@ -166,7 +167,7 @@ impl Broker {
                 });
         }
         let mut routed = Routed::default();
-        for (session, delivery) in merge_overlapping(&message, targets) {
+        merge_overlapping(&message, &mut targets, |session, delivery| {
             routed.outcome.matched += 1;
             match session.deliver(delivery, self.queue_limits(), &self.metrics, publisher) {
                 Delivered::Refused => routed.outcome.refused += 1,
@@ -175,7 +176,8 @@ impl Broker {
                 }
                 _ => {}
             }
-        }
+        });
+        TargetBuffer::put_back(targets);
         routed
     }
 
@@ -451,19 +453,48 @@ impl<'a> BatchClone<'a> {
     }
 }
 
-/// Merges the targets of one message: one delivery per session for its normal
-/// subscriptions (max QoS, OR of retain, all identifiers), plus one per shared group.
+/// The `Vec` routing collects a message's targets in, kept per thread between messages:
+/// most messages have one or a few targets, and allocating (and freeing) a fresh `Vec` for
+/// them was measurable in a QoS 0 1:1 profile. Taken out of its cell, not borrowed, so a
+/// routing nested in another (there is none today) would just use a fresh one.
+struct TargetBuffer;
+
+thread_local! {
+    static TARGET_BUFFER: Cell<Vec<Target>> = const { Cell::new(Vec::new()) };
+}
+
+impl TargetBuffer {
+    /// Beyond this many targets the buffer is not kept: one large fan-out should not pin
+    /// its memory to the thread.
+    const KEEP: usize = 256;
+
+    fn take() -> Vec<Target> {
+        TARGET_BUFFER.take()
+    }
+
+    fn put_back(mut targets: Vec<Target>) {
+        if targets.capacity() <= Self::KEEP {
+            targets.clear();
+            TARGET_BUFFER.set(targets);
+        }
+    }
+}
+
+/// Merges the targets of one message, draining them: one delivery per session for its
+/// normal subscriptions (max QoS, OR of retain, all identifiers), plus one per shared group,
+/// each handed to `deliver`.
 fn merge_overlapping(
     message: &Arc<Message>,
-    mut targets: Vec<Target>,
-) -> Vec<(Arc<SessionHandle>, Delivery)> {
+    targets: &mut Vec<Target>,
+    mut deliver: impl FnMut(Arc<SessionHandle>, Delivery),
+) {
     if targets.len() > 1 {
         targets.sort_by_key(|t| (t.shared_group.is_some(), Arc::as_ptr(&t.session) as usize));
     }
-    let mut merged: Vec<(Arc<SessionHandle>, Delivery)> = Vec::with_capacity(targets.len());
-    for target in targets {
+    let mut pending: Option<(Arc<SessionHandle>, Delivery)> = None;
+    for target in targets.drain(..) {
         if target.shared_group.is_none()
-            && let Some((last_session, last)) = merged.last_mut()
+            && let Some((last_session, last)) = &mut pending
             && last.shared_group.is_none()
             && Arc::ptr_eq(last_session, &target.session)
         {
@@ -472,18 +503,20 @@ fn merge_overlapping(
             last.subscription_ids.extend(target.identifier);
             continue;
         }
-        merged.push((
-            target.session,
-            Delivery {
-                message: message.clone(),
-                qos: target.qos,
-                retain: target.retain,
-                subscription_ids: target.identifier.into_iter().collect(),
-                shared_group: target.shared_group,
-            },
-        ));
+        let delivery = Delivery {
+            message: message.clone(),
+            qos: target.qos,
+            retain: target.retain,
+            subscription_ids: target.identifier.into_iter().collect(),
+            shared_group: target.shared_group,
+        };
+        if let Some((session, delivery)) = pending.replace((target.session, delivery)) {
+            deliver(session, delivery);
+        }
     }
-    merged
+    if let Some((session, delivery)) = pending {
+        deliver(session, delivery);
+    }
 }
 
 #[cfg(test)]

@@ -5,6 +5,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use crossbeam_utils::sync::{ShardedLock, ShardedLockReadGuard, ShardedLockWriteGuard};
+
 use ferrymq_session::Message;
 use ferrymq_topic::TopicTree;
 
@@ -18,7 +20,11 @@ pub use ferrymq_auth::DEFAULT_VHOST;
 pub struct Vhost {
     pub name: Arc<str>,
     sessions: Mutex<HashMap<Arc<str>, Arc<SessionHandle>>>,
-    router: RwLock<Router>,
+    /// Read for every PUBLISH, written at SUBSCRIBE and UNSUBSCRIBE. Sharded: a reader takes
+    /// the lock of its own thread's shard, so publishers on different cores do not pass the
+    /// cache line of one lock word back and forth (with one `RwLock` its read lock and unlock
+    /// were 8 % of the broker in a QoS 0 1:1 profile); a writer takes every shard.
+    router: ShardedLock<Router>,
     retained: RwLock<TopicTree<Arc<Message>>>,
 }
 
@@ -29,7 +35,7 @@ impl Vhost {
         Vhost {
             name,
             sessions: Mutex::new(HashMap::new()),
-            router: RwLock::new(Router::default()),
+            router: ShardedLock::new(Router::default()),
             retained: RwLock::new(TopicTree::new()),
         }
     }
@@ -38,11 +44,11 @@ impl Vhost {
         self.sessions.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub(crate) fn router(&self) -> RwLockReadGuard<'_, Router> {
+    pub(crate) fn router(&self) -> ShardedLockReadGuard<'_, Router> {
         self.router.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub(crate) fn router_mut(&self) -> RwLockWriteGuard<'_, Router> {
+    pub(crate) fn router_mut(&self) -> ShardedLockWriteGuard<'_, Router> {
         self.router.write().unwrap_or_else(|p| p.into_inner())
     }
 

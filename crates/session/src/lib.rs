@@ -15,4 +15,4 @@ mod state;
 pub use connection::{ConnectionState, InboundTopicError};
 pub use hasher::ProcessRandomState;
 pub use message::{Delivery, Message};
-pub use state::{Enqueue, QueueLimits, SessionState, Subscription, Transmitted};
+pub use state::{Enqueue, Outgoing, QueueLimits, SessionState, Subscription, Transmitted};

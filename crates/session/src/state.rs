@@ -41,6 +41,27 @@ pub struct Transmitted {
     pub window_full: bool,
 }
 
+/// A PUBLISH [`SessionState::take_for_transmit`] let out, in queue order.
+#[derive(Debug)]
+pub enum Outgoing {
+    /// A QoS 1/2 message, built already: it is in flight under this packet identifier, so
+    /// whether it fits the client's Maximum Packet Size had to be known at once.
+    Built(Packet),
+    /// A QoS 0 message: the session keeps nothing of it, so it is built later.
+    AtMostOnce(Delivery),
+}
+
+impl Outgoing {
+    /// The packet to send; `None` when a QoS 0 message is larger than the client's Maximum
+    /// Packet Size and is dropped [MQTT-3.1.2-25].
+    pub fn into_packet(self, conn: &mut ConnectionState, now: Instant) -> Option<Packet> {
+        match self {
+            Outgoing::Built(packet) => Some(packet),
+            Outgoing::AtMostOnce(delivery) => conn.build_publish(&delivery, None, false, now),
+        }
+    }
+}
+
 /// What happened to a delivery offered to [`SessionState::enqueue`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Enqueue {
@@ -242,6 +263,8 @@ impl SessionState {
     /// Stops once `budget` payload bytes are out, so one turn never builds an unbounded
     /// batch (and buffer) from a long backlog. Returns what was dropped and whether it stopped
     /// at the budget.
+    ///
+    /// [`SessionState::take_for_transmit`] and [`Outgoing::into_packet`] in one call.
     pub fn poll_transmit(
         &mut self,
         conn: &mut ConnectionState,
@@ -249,6 +272,32 @@ impl SessionState {
         max_inflight: u16,
         budget: usize,
         out: &mut Vec<Packet>,
+    ) -> Transmitted {
+        let mut outgoing = Vec::new();
+        let mut transmitted =
+            self.take_for_transmit(conn, now, max_inflight, budget, &mut outgoing);
+        for item in outgoing {
+            match item.into_packet(conn, now) {
+                Some(packet) => out.push(packet),
+                None => transmitted.too_large += 1,
+            }
+        }
+        transmitted
+    }
+
+    /// The part of [`SessionState::poll_transmit`] that needs the session: takes what may go
+    /// now off the queue, in order, gives QoS 1/2 messages their packet identifiers and puts
+    /// them in flight, and leaves QoS 0 messages for [`Outgoing::into_packet`] to build. A
+    /// broker holds the session's lock for this part only: building QoS 0 packets (the bulk
+    /// of a QoS 0 backlog) then happens after it is released, so publishers delivering to
+    /// the session do not wait for it. (`too_large` counts only QoS 1/2 messages here.)
+    pub fn take_for_transmit(
+        &mut self,
+        conn: &mut ConnectionState,
+        now: Instant,
+        max_inflight: u16,
+        budget: usize,
+        out: &mut Vec<Outgoing>,
     ) -> Transmitted {
         let window = usize::from(conn.client_receive_maximum.min(max_inflight).max(1));
         let mut dropped = Transmitted::default();
@@ -270,34 +319,30 @@ impl SessionState {
                 dropped.expired += 1;
                 continue;
             }
-            let packet_id = match delivery.qos {
-                QoS::AtMostOnce => None,
-                _ => match self.allocate_packet_id() {
-                    Some(id) => Some(id),
-                    None => {
-                        // Every identifier is in use: wait for acknowledgements.
-                        self.queue.push_front(delivery);
-                        dropped.window_full = true;
-                        break;
-                    }
-                },
+            if delivery.qos == QoS::AtMostOnce {
+                out.push(Outgoing::AtMostOnce(delivery));
+                continue;
+            }
+            let Some(packet_id) = self.allocate_packet_id() else {
+                // Every identifier is in use: wait for acknowledgements.
+                self.queue.push_front(delivery);
+                dropped.window_full = true;
+                break;
             };
-            let Some(publish) = conn.build_publish(&delivery, packet_id, false, now) else {
+            let Some(publish) = conn.build_publish(&delivery, Some(packet_id), false, now) else {
                 dropped.too_large += 1;
                 continue;
             };
-            out.push(publish);
-            if let Some(packet_id) = packet_id {
-                let stage = match delivery.qos {
-                    QoS::ExactlyOnce => AwaitedAck::PubRec,
-                    _ => AwaitedAck::PubAck,
-                };
-                self.inflight.push_back(Inflight {
-                    packet_id,
-                    delivery,
-                    stage,
-                });
-            }
+            out.push(Outgoing::Built(publish));
+            let stage = match delivery.qos {
+                QoS::ExactlyOnce => AwaitedAck::PubRec,
+                _ => AwaitedAck::PubAck,
+            };
+            self.inflight.push_back(Inflight {
+                packet_id,
+                delivery,
+                stage,
+            });
         }
         dropped
     }

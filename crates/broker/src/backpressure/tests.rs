@@ -137,8 +137,8 @@ fn transmit(
     wake.into_iter().for_each(Waker::wake);
     packets
         .into_iter()
-        .filter_map(|p| match p {
-            ferrymq_codec::Packet::Publish(publish) => Some(publish.payload),
+        .filter_map(|p| match p.into_packet(conn, now) {
+            Some(ferrymq_codec::Packet::Publish(publish)) => Some(publish.payload),
             _ => None,
         })
         .collect()
@@ -159,7 +159,7 @@ fn settle(broker: &Broker, session: &SessionHandle, from: Publisher, force: bool
     session.settle_parked(from, broker.queue_limits(), &broker.metrics, force)
 }
 
-fn metric(broker: &Broker, counter: impl Fn(&Metrics) -> &std::sync::atomic::AtomicU64) -> u64 {
+fn metric(broker: &Broker, counter: impl Fn(&Metrics) -> &crate::metrics::Counter) -> u64 {
     Metrics::get(counter(&broker.metrics))
 }
 
