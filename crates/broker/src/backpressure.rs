@@ -47,7 +47,7 @@ use ferrymq_codec::QoS;
 use ferrymq_session::{Delivery, Enqueue, QueueLimits};
 
 use crate::metrics::Metrics;
-use crate::registry::{SessionHandle, SessionInner};
+use crate::registry::{Held, SessionHandle, SessionInner};
 
 /// How long QoS 0 publishers wait for a subscriber whose *client* is behind (its connection's
 /// write is blocked): from the first moment it was found so, until its socket takes data
@@ -174,20 +174,22 @@ fn settle(
     }
 }
 
+/// The rule of [`SessionInner::qos0_may_wait`], also for `settle_parked`, which has taken
+/// the congestion record out of the session while it settles.
+fn qos0_may_wait(held: Held, congestion: Option<&Congestion>, now: Instant) -> bool {
+    if held.window_full() {
+        return false;
+    }
+    !held.write_blocked() || congestion.is_none_or(|c| !c.qos0_hold_over(now))
+}
+
 impl SessionInner {
     /// Whether a QoS 0 delivery for this connected session may wait for room: while the
     /// broker is behind with it, yes; while its client is behind (its write is blocked), for
     /// the first [`QOS0_HOLD`] of that; while its in-flight window is full (only its client's
     /// acknowledgements let anything out), no.
     pub(crate) fn qos0_may_wait(&self, now: Instant) -> bool {
-        if self.held.window_full() {
-            return false;
-        }
-        !self.held.write_blocked()
-            || self
-                .congestion
-                .as_ref()
-                .is_none_or(|c| !c.qos0_hold_over(now))
+        qos0_may_wait(self.held, self.congestion.as_deref(), now)
     }
 
     /// The session's connection found its write blocked at `now` (its client is behind):
@@ -414,9 +416,7 @@ impl SessionHandle {
         let stalled = congestion.stalled(publisher.now, publisher.timeout);
         let give_up = gone || stalled || force;
         // QoS 0 deliveries wait no longer for a client that has been behind for the hold.
-        let give_up_qos0 = give_up
-            || inner.held.window_full()
-            || (inner.held.write_blocked() && congestion.qos0_hold_over(publisher.now));
+        let give_up_qos0 = give_up || !qos0_may_wait(inner.held, Some(&congestion), publisher.now);
         let mut waiting = false;
         let mut waiting_qos0 = false;
         let mut refused = 0;

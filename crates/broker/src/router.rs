@@ -22,6 +22,8 @@ use crate::metrics::Metrics;
 use crate::registry::{Delivered, SessionHandle};
 use crate::vhost::Vhost;
 
+pub(crate) use cache::invalidate as invalidate_route_caches;
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) enum RouteKey {
     Client(Arc<str>),
@@ -29,7 +31,7 @@ pub(crate) enum RouteKey {
     Shared(Arc<str>),
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) enum Route {
     Client(ClientRoute),
     Shared(Arc<SharedGroup>),
@@ -135,37 +137,33 @@ impl Broker {
             self.store_retained(vhost, &message);
         }
         let mut targets = TargetBuffer::take();
-        {
-            let router = vhost.router();
-            router
-                .trie
-                .for_each_match(&message.topic, |_, route| match route {
-                    Route::Client(sub) => {
-                        let own = message.publisher.as_deref() == Some(&*sub.session.client_id);
-                        if sub.options.no_local && own {
-                            return;
-                        }
-                        targets.push(Target {
-                            session: sub.session.clone(),
-                            qos: sub.options.qos.min(message.qos),
-                            retain: message.retain && sub.options.retain_as_published,
-                            identifier: sub.identifier,
-                            shared_group: None,
-                        });
-                    }
-                    Route::Shared(group) => {
-                        if let Some(member) = group.pick() {
-                            targets.push(Target {
-                                session: member.session,
-                                qos: member.options.qos.min(message.qos),
-                                retain: message.retain && member.options.retain_as_published,
-                                identifier: member.identifier,
-                                shared_group: Some(group.key.clone()),
-                            });
-                        }
-                    }
+        cache::for_each_route(vhost, &message.topic, |route| match route {
+            Route::Client(sub) => {
+                if sub.options.no_local
+                    && message.publisher.as_deref() == Some(&*sub.session.client_id)
+                {
+                    return;
+                }
+                targets.push(Target {
+                    session: sub.session.clone(),
+                    qos: sub.options.qos.min(message.qos),
+                    retain: message.retain && sub.options.retain_as_published,
+                    identifier: sub.identifier,
+                    shared_group: None,
                 });
-        }
+            }
+            Route::Shared(group) => {
+                if let Some(member) = group.pick() {
+                    targets.push(Target {
+                        session: member.session,
+                        qos: member.options.qos.min(message.qos),
+                        retain: message.retain && member.options.retain_as_published,
+                        identifier: member.identifier,
+                        shared_group: Some(group.key.clone()),
+                    });
+                }
+            }
+        });
         let mut routed = Routed::default();
         merge_overlapping(&message, &mut targets, |session, delivery| {
             routed.outcome.matched += 1;
@@ -519,5 +517,6 @@ fn merge_overlapping(
     }
 }
 
+mod cache;
 #[cfg(test)]
 mod tests;

@@ -3,6 +3,7 @@
 //! vhosts. The default vhost is `/` (RabbitMQ's name for it).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crossbeam_utils::sync::{ShardedLock, ShardedLockReadGuard, ShardedLockWriteGuard};
@@ -19,6 +20,9 @@ pub use ferrymq_auth::DEFAULT_VHOST;
 #[derive(Debug)]
 pub struct Vhost {
     pub name: Arc<str>,
+    /// Unique in the process (names are not: every broker in a test has a `/`), for the
+    /// routing cache.
+    pub(crate) id: u64,
     sessions: Mutex<HashMap<Arc<str>, Arc<SessionHandle>>>,
     /// Read for every PUBLISH, written at SUBSCRIBE and UNSUBSCRIBE. Sharded: a reader takes
     /// the lock of its own thread's shard, so publishers on different cores do not pass the
@@ -32,8 +36,10 @@ pub struct Vhost {
 // serving on is better than spreading the panic to every connection.
 impl Vhost {
     pub(crate) fn new(name: Arc<str>) -> Vhost {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(0);
         Vhost {
             name,
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             sessions: Mutex::new(HashMap::new()),
             router: ShardedLock::new(Router::default()),
             retained: RwLock::new(TopicTree::new()),
@@ -48,8 +54,11 @@ impl Vhost {
         self.router.read().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The routing table for a change: every thread's routing cache is void from here on.
     pub(crate) fn router_mut(&self) -> ShardedLockWriteGuard<'_, Router> {
-        self.router.write().unwrap_or_else(|p| p.into_inner())
+        let router = self.router.write().unwrap_or_else(|p| p.into_inner());
+        crate::router::invalidate_route_caches();
+        router
     }
 
     pub(crate) fn retained(&self) -> RwLockReadGuard<'_, TopicTree<Arc<Message>>> {
