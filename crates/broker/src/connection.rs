@@ -12,7 +12,7 @@ use ferrymq_codec::{
     AckProperties, ConnAck, ConnAckProperties, DecodeError, Decoder, Disconnect, Packet,
     ProtocolVersion, ReasonCode, SubAck, Subscribe, UnsubAck, Unsubscribe, encode,
 };
-use ferrymq_session::{ConnectionState, Delivery, Subscription, Transmitted};
+use ferrymq_session::{ConnectionState, Delivery, Outgoing, Subscription, Transmitted};
 use ferrymq_topic::{SubscriptionFilter, parse_subscription_filter};
 
 use crate::clients::Transport;
@@ -754,15 +754,10 @@ impl Connection {
             return Ok(());
         };
         let mut sent = 0;
-        for item in outgoing {
-            match item.into_packet(&mut e.state, now) {
-                Some(packet) => {
-                    write_packet(&mut self.output, self.protocol, &self.peer, &packet);
-                    sent += 1;
-                }
-                None => dropped.too_large += 1,
-            }
-        }
+        dropped.too_large += Outgoing::build_all(outgoing, &mut e.state, now, |packet| {
+            write_packet(&mut self.output, self.protocol, &self.peer, &packet);
+            sent += 1;
+        });
         let metrics = &self.broker.metrics;
         Metrics::add(&metrics.messages_sent, sent);
         Metrics::add(&metrics.messages_dropped_expired, dropped.expired as u64);

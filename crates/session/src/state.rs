@@ -60,6 +60,24 @@ impl Outgoing {
             Outgoing::AtMostOnce(delivery) => conn.build_publish(&delivery, None, false, now),
         }
     }
+
+    /// Builds `outgoing` in order and hands each packet to `send`; returns how many QoS 0
+    /// messages were dropped as too large.
+    pub fn build_all(
+        outgoing: Vec<Outgoing>,
+        conn: &mut ConnectionState,
+        now: Instant,
+        mut send: impl FnMut(Packet),
+    ) -> usize {
+        let mut too_large = 0;
+        for item in outgoing {
+            match item.into_packet(conn, now) {
+                Some(packet) => send(packet),
+                None => too_large += 1,
+            }
+        }
+        too_large
+    }
 }
 
 /// What happened to a delivery offered to [`SessionState::enqueue`].
@@ -276,12 +294,8 @@ impl SessionState {
         let mut outgoing = Vec::new();
         let mut transmitted =
             self.take_for_transmit(conn, now, max_inflight, budget, &mut outgoing);
-        for item in outgoing {
-            match item.into_packet(conn, now) {
-                Some(packet) => out.push(packet),
-                None => transmitted.too_large += 1,
-            }
-        }
+        transmitted.too_large +=
+            Outgoing::build_all(outgoing, conn, now, |packet| out.push(packet));
         transmitted
     }
 
