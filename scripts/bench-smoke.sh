@@ -23,3 +23,6 @@ for transport in tcp ws; do
     "$BIN" bench pubsub --transport "$transport" --port "$p" -u guest -P guest \
         --pubs 2 --subs 2 -q 1 --rate 500 -d 2s || { cat "$work/broker.log"; exit 1; }
 done
+echo "== ferrymq bench conn, two generator processes of one worker thread each"
+"$BIN" bench conn --port "$port" -u guest -P guest -c 200 --processes 2 --threads 1 -d 0 \
+    || { cat "$work/broker.log"; exit 1; }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import pathlib
 import pwd
@@ -70,6 +71,7 @@ def _mosquitto_passwd() -> str:
     global _passwd_file
     if _passwd_file is None:
         d = tempfile.mkdtemp(prefix="ferrymq-tests-passwd-")
+        atexit.register(shutil.rmtree, d, True)
         path = os.path.join(d, "passwd")
         tool = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
         subprocess.run([tool, "-b", "-c", path, "guest", "guest"], check=True,

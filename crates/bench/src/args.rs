@@ -146,6 +146,12 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 1)]
     pub processes: u32,
 
+    /// Worker threads of the generator (default: one per core). `--threads 1` suits
+    /// latency runs at low rates: the generator then takes fewer of the cores the broker
+    /// runs on, and its workers do not wake each other for every message.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub threads: Option<u16>,
+
     /// Bind client sockets to this many source addresses 127.0.0.2, 127.0.0.3, … (loopback
     /// targets only; passes the ~28k ephemeral ports per address). Default: 64 for a
     /// loopback target, none otherwise; 0 disables.

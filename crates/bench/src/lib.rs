@@ -35,11 +35,47 @@ pub use summary::{Percentiles, Summary};
 
 use run::{ChildMessage, Mode, Slice};
 
+/// `ferrymq bench` as a command: starts the generator's runtime (`--threads` workers; a
+/// child process takes its options, threads included, from its parent) and runs [`run`].
+pub fn main(args: BenchArgs) -> ExitCode {
+    let args = match args.child.clone() {
+        Some(slice) => match child_args(slice) {
+            Ok(args) => args,
+            Err(e) => {
+                ChildMessage::Failed(e).emit();
+                return ExitCode::FAILURE;
+            }
+        },
+        None => args,
+    };
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = args.threads {
+        runtime.worker_threads(usize::from(threads));
+    }
+    match runtime.enable_all().build() {
+        Ok(runtime) => runtime.block_on(run(args)),
+        Err(e) => {
+            eprintln!("ferrymq bench: error: cannot start the runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A child's options: the parent's, passed as JSON in the environment, with `child` set.
+fn child_args(slice: String) -> Result<BenchArgs, String> {
+    let json =
+        std::env::var(multi::ARGS_ENV).map_err(|_| format!("{} is not set", multi::ARGS_ENV))?;
+    let mut args: BenchArgs = serde_json::from_str(&json).map_err(|e| e.to_string())?;
+    args.child = Some(slice);
+    Ok(args)
+}
+
 /// Runs `ferrymq bench` with parsed options: the whole command, output and exit status
-/// included (1: loss without --allow-loss, errors, or bad options).
+/// included (1: loss without --allow-loss, errors, or bad options). A child (`--child`)
+/// expects the options [`main`] read from its parent.
 pub async fn run(args: BenchArgs) -> ExitCode {
     if let Some(child) = args.child.clone() {
-        return run_child(&child).await;
+        return run_child(&child, args).await;
     }
     match run_summary(&args).await {
         Ok(summary) => {
@@ -92,13 +128,10 @@ async fn run_on_worker(
         .map_err(|e| format!("the generator task failed: {e}"))?
 }
 
-/// A child generator: options from the parent's JSON, results as JSON lines on stdout.
-async fn run_child(slice: &str) -> ExitCode {
+/// A child generator: results as JSON lines on stdout.
+async fn run_child(slice: &str, args: BenchArgs) -> ExitCode {
     let result = async {
         let slice = Slice::parse(slice).ok_or_else(|| format!("bad --child {slice:?}"))?;
-        let json = std::env::var(multi::ARGS_ENV)
-            .map_err(|_| format!("{} is not set", multi::ARGS_ENV))?;
-        let args: BenchArgs = serde_json::from_str(&json).map_err(|e| e.to_string())?;
         sys::raise_nofile_limit();
         run_on_worker(&args, slice, Mode::Child).await
     }

@@ -12,17 +12,24 @@ use ferrymq::{app, logging};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+// No `#[tokio::main]`: the broker and the load generator each start the runtime they need
+// (`ferrymq bench --threads`), and the other commands need none.
+fn main() -> ExitCode {
     match Cli::command_from_args() {
-        Command::Serve(args) => serve(args).await,
+        Command::Serve(args) => match tokio::runtime::Runtime::new() {
+            Ok(runtime) => runtime.block_on(serve(args)),
+            Err(err) => {
+                eprintln!("ferrymq: error: cannot start the runtime: {err}");
+                ExitCode::FAILURE
+            }
+        },
         Command::CheckConfig(args) => args.run(&mut std::io::stdout(), &mut std::io::stderr()),
         Command::HashPassword(args) => args.run(
             &mut std::io::stdin().lock(),
             &mut std::io::stdout(),
             &mut std::io::stderr(),
         ),
-        Command::Bench(args) => ferrymq_bench::run(args).await,
+        Command::Bench(args) => ferrymq_bench::main(args),
         Command::Users(args) => with_terminal(|io| args.run(io)),
         Command::Vhosts(args) => with_terminal(|io| args.run(io)),
         Command::Permissions(args) => with_terminal(|io| args.run(io)),

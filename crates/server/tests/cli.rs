@@ -1,5 +1,5 @@
 //! Black-box tests of the `ferrymq` binary's command line: help, check-config, hash-password,
-//! and how flags, environment and config file combine for `serve`.
+//! how flags, environment and config file combine for `serve`, and `bench --threads`.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{IpAddr, Ipv4Addr};
@@ -286,4 +286,49 @@ fn flags_beat_environment_which_beats_the_file() {
 
     let _ = std::fs::remove_file(config);
     let _ = std::fs::remove_dir_all(data);
+}
+
+/// The threads of a `ferrymq bench` with `--threads threads`, counted while it waits for a
+/// CONNACK that never comes (the listener accepts and stays silent).
+fn bench_thread_count(threads: u16) -> usize {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let mut child = ferrymq()
+        .args([
+            "bench", "conn", "-c", "1", "-d", "0", "--quiet", "--port", &port,
+        ])
+        .args([
+            "--connect-timeout",
+            "20s",
+            "--threads",
+            &threads.to_string(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Once the generator has connected, its runtime is up and it only waits.
+    let (_socket, _) = listener.accept().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let count = std::fs::read_dir(format!("/proc/{}/task", child.id()))
+        .unwrap()
+        .count();
+    let _ = child.kill();
+    let _ = child.wait();
+    count
+}
+
+#[test]
+fn bench_threads_sets_the_generators_worker_threads() {
+    // The main thread, the workers, whatever else starts (the same in both runs).
+    let one = bench_thread_count(1);
+    let three = bench_thread_count(3);
+    assert_eq!(
+        three - one,
+        2,
+        "1 worker: {one} threads, 3 workers: {three}"
+    );
+    let (code, _, err) = run(ferrymq().args(["bench", "conn", "--threads", "0"]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--threads"), "{err}");
 }
