@@ -308,7 +308,21 @@ fn bench_thread_count(threads: u16) -> usize {
         .spawn()
         .unwrap();
     // Once the generator has connected, its runtime is up and it only waits.
-    let (_socket, _) = listener.accept().unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let _socket = loop {
+        match listener.accept() {
+            Ok((socket, _)) => break socket,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if std::time::Instant::now() > deadline {
+                    let _ = child.kill();
+                    panic!("`ferrymq bench` did not connect within 20 s");
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("accept: {e}"),
+        }
+    };
     std::thread::sleep(Duration::from_millis(300));
     let count = std::fs::read_dir(format!("/proc/{}/task", child.id()))
         .unwrap()
