@@ -74,8 +74,8 @@ fn child_args(slice: String) -> Result<BenchArgs, String> {
 /// included (1: loss without --allow-loss, errors, or bad options). A child (`--child`)
 /// expects the options [`main`] read from its parent.
 pub async fn run(args: BenchArgs) -> ExitCode {
-    if let Some(child) = args.child.clone() {
-        return run_child(&child, args).await;
+    if args.child.is_some() {
+        return run_child(args).await;
     }
     match run_summary(&args).await {
         Ok(summary) => {
@@ -128,10 +128,11 @@ async fn run_on_worker(
         .map_err(|e| format!("the generator task failed: {e}"))?
 }
 
-/// A child generator: results as JSON lines on stdout.
-async fn run_child(slice: &str, args: BenchArgs) -> ExitCode {
+/// A child generator (`args.child` is its slice): results as JSON lines on stdout.
+async fn run_child(args: BenchArgs) -> ExitCode {
     let result = async {
-        let slice = Slice::parse(slice).ok_or_else(|| format!("bad --child {slice:?}"))?;
+        let child = args.child.as_deref().unwrap_or_default();
+        let slice = Slice::parse(child).ok_or_else(|| format!("bad --child {child:?}"))?;
         sys::raise_nofile_limit();
         run_on_worker(&args, slice, Mode::Child).await
     }

@@ -122,18 +122,13 @@ fn success(response: &ApiResponse) -> Result<&ApiResponse, Failure> {
     }
 }
 
-/// Runs `future` to completion on a current-thread runtime of its own.
-fn block_on<T: Send>(future: impl Future<Output = T> + Send) -> Result<T, Failure> {
-    std::thread::scope(|scope| {
-        let worker = scope.spawn(|| {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| format!("cannot start the HTTP client: {e}"))?;
-            Ok(runtime.block_on(future))
-        });
-        worker
-            .join()
-            .unwrap_or_else(|_| Err("the HTTP client failed".to_owned()))
-    })
+/// Runs `future` to completion on a current-thread runtime of its own. The CLI commands run
+/// outside any runtime (`main` starts one only for `serve` and `bench`), so no thread is
+/// needed to keep this runtime apart from another.
+fn block_on<T>(future: impl Future<Output = T>) -> Result<T, Failure> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the HTTP client: {e}"))?;
+    Ok(runtime.block_on(future))
 }
